@@ -1,0 +1,1 @@
+"""Plotline client, CLI and server launcher."""

@@ -1,0 +1,58 @@
+"""The `plotline` command: `serve` runs the server; the other verbs talk to one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import serve
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run Plotline (all services, or one of them)",
+        description="Run Plotline. Without a service name: the embedded mode, every service "
+        "in this process with a private nats-server and local stores under -D. With a "
+        "name: that service alone, configured by PLOTLINE_<SERVICE>_* variables (what the "
+        "Kubernetes Deployments run).")
+    p.add_argument("service", nargs="?", choices=serve.AVAILABLE,
+                   help="run only this service (production shape)")
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=5006, help="port (default: %(default)s)")
+    p.add_argument("--url-prefix", default="", metavar="/PREFIX",
+                   help="serve everything under this path, e.g. /plots")
+    p.add_argument("-D", "--data-directory", default="~/.plotline/data", metavar="DIR",
+                   help="where the file backend, SQLite stores and JetStream keep their "
+                   "data (default: %(default)s)")
+    p.add_argument("-m", "--multi-user", action="store_true",
+                   help="require accounts (default: single user 'defaultuser')")
+    p.add_argument("--backend", choices=["memory", "file", "redis", "azure"],
+                   help="storage backend (default: file; memory with --dev)")
+    p.add_argument("--nats-url", help="use this NATS instead of starting a private one")
+    p.add_argument("--redis-url", help="Redis for --backend redis|azure")
+    p.add_argument("--azure-connection-string", help="Azure Blob for --backend azure")
+    p.add_argument("--dev", action="store_true",
+                   help="development: memory backend, placeholder secrets allowed")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logs and access log")
+    p.set_defaults(func=serve.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plotline", description="Plotline: a self-hosted plot server.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _serve_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

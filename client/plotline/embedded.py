@@ -1,0 +1,90 @@
+"""The embedded mode's one ASGI app: every service under the URL prefix, lifespans chained.
+
+Each service app already routes its full API paths (`/api/v1/auth/...`); this app only picks
+the service by path, sets `root_path` to the URL prefix, and answers the process-wide
+/healthz, /readyz, /metrics and the combined OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from services.common.app import combined_openapi
+from services.common.names import API_PREFIX, SERVICE_PREFIXES
+
+
+class Embedded:
+    def __init__(self, apps: dict[str, FastAPI], url_prefix: str = "") -> None:
+        self.apps = apps
+        self.prefix = url_prefix.rstrip("/")
+        # longest prefix first, so /api/v1/docs never shadows a longer one
+        self.table = sorted(((SERVICE_PREFIXES[n], a) for n, a in apps.items()),
+                            key=lambda item: -len(item[0]))
+        # the home page and viewer pages belong to docs when it is mounted
+        self.fallback = apps.get("docs")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        path = scope["path"]
+        if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
+            return await _not_found(scope, receive, send)
+        rel = path[len(self.prefix):] or "/"
+        scope = dict(scope, root_path=scope.get("root_path", "") + self.prefix)
+        for prefix, app in self.table:
+            if rel == prefix or rel.startswith(prefix + "/"):
+                return await app(scope, receive, send)
+        own = await self._own(rel)
+        if own is not None:
+            return await own(scope, receive, send)
+        if self.fallback is not None:
+            return await self.fallback(scope, receive, send)
+        return await _not_found(scope, receive, send)
+
+    async def _own(self, rel: str) -> Response | None:
+        if rel == "/healthz":
+            return JSONResponse({"status": "ok", "services": sorted(self.apps)})
+        if rel == "/readyz":
+            checks = {f"{name}.{check}": await fn() for name, app in self.apps.items()
+                      for check, fn in app.state.ready_checks.items()}
+            ready = all(checks.values())
+            return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
+        if rel == "/metrics":
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        if rel == f"{API_PREFIX}/openapi.json":
+            doc = combined_openapi(list(self.apps.values()), server=self.prefix or "/")
+            return Response(json.dumps(doc), media_type="application/json")
+        return None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for app in self.apps.values():
+                    await stack.enter_async_context(app.router.lifespan_context(app))
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown: leaving the stack closes every service
+        except BaseException as exc:
+            kind = "shutdown" if started else "startup"
+            await send({"type": f"lifespan.{kind}.failed", "message": repr(exc)})
+            if not started:
+                return
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4404})
+        return
+    body: dict[str, Any] = {"error": "not_found", "detail": f"no route for {scope['path']}"}
+    await JSONResponse(body, status_code=404)(scope, receive, send)

@@ -1,0 +1,98 @@
+"""`plotline serve`: the embedded mode (all services + private NATS) or one service alone."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from services.common.names import SERVICES
+
+# service -> (settings class, app factory); imported lazily so `serve auth` loads only auth
+FACTORIES = {
+    "auth": ("services.auth.config:AuthSettings", "services.auth.app:create_app"),
+}
+AVAILABLE = tuple(s for s in SERVICES if s in FACTORIES)
+
+log = logging.getLogger("plotline.serve")
+
+
+def _load(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def store_urls(service: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Where a service keeps its state, from --backend and -D (one store per service)."""
+    data = Path(args.data_directory).expanduser().resolve()
+    backend = "memory" if args.dev and not args.backend else (args.backend or "file")
+    if backend == "memory":
+        return {"kv_url": "memory://", "blob_url": "memory://"}
+    blob = f"file://{data / 'blobs' / service}"
+    if backend == "file":
+        data.mkdir(parents=True, exist_ok=True)
+        return {"kv_url": f"sqlite:///{data / (service + '.db')}", "blob_url": blob}
+    if not args.redis_url:
+        raise SystemExit(f"--backend {backend} needs --redis-url redis://host:port/db")
+    kv = f"{args.redis_url.rstrip('/')}?prefix=plotline:{service}:"
+    if backend == "redis":
+        return {"kv_url": kv, "blob_url": blob}
+    if not args.azure_connection_string:
+        raise SystemExit("--backend azure needs --azure-connection-string")
+    return {"kv_url": kv, "blob_url": f"azure://plotline-{service}",
+            "azure_connection_string": args.azure_connection_string}
+
+
+def build_settings(service: str, args: argparse.Namespace, nats_url: str | None,
+                   embedded: bool) -> Any:
+    """Settings from the environment (PLOTLINE_<SERVICE>_*), overridden by explicit flags."""
+    overrides: dict[str, Any] = {}
+    if embedded or args.backend or args.dev:
+        overrides.update(store_urls(service, args))
+    if nats_url:
+        overrides["nats_url"] = nats_url
+    if args.multi_user:
+        overrides["multi_user"] = True
+    if args.dev:
+        overrides["dev"] = True
+    if service == "auth" and args.url_prefix:
+        overrides["cookie_path"] = args.url_prefix
+        overrides["public_url"] = f"http://{args.ip}:{args.port}{args.url_prefix}"
+    return _load(FACTORIES[service][0])(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .embedded import Embedded
+    from .natsproc import NatsChild
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    prefix = (args.url_prefix or "").rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        raise SystemExit("--url-prefix must start with '/', e.g. --url-prefix /plots")
+    args.url_prefix = prefix
+    child = None
+    nats_url = args.nats_url
+    embedded = args.service is None
+    if embedded and not nats_url:
+        child = NatsChild(Path(args.data_directory).expanduser().resolve() / "nats")
+        nats_url = child.start()
+    try:
+        names = AVAILABLE if embedded else (args.service,)
+        apps = {n: _load(FACTORIES[n][1])(build_settings(n, args, nats_url, embedded))
+                for n in names}
+        app = Embedded(apps, prefix)
+        log.info("Plotline %s on http://%s:%d%s/ (%s mode)", "+".join(names), args.ip,
+                 args.port, prefix, "multi-user" if args.multi_user else "single-user")
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=args.ip, port=args.port, lifespan="on", proxy_headers=True,
+            log_level="debug" if args.verbose else "info", access_log=args.verbose))
+        server.run()
+        return 0 if server.started else 1
+    finally:
+        if child:
+            child.stop()

@@ -1,0 +1,85 @@
+"""The auth service app: create_app + lifespan (clients made here, closed on the way out)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from services.common.app import build_app
+from services.common.bus import Bus
+from services.common.identity import connect_authenticator
+from services.common.stores.kv import open_kv
+
+from .config import AuthSettings
+from .events import start_responders
+from .mailer import Mailer
+from .repository import AuthRepository
+from .routes import router
+from .service import AuthService
+from .signing import KeyRing
+
+log = logging.getLogger("plotline.auth")
+
+
+async def _rotate_forever(ring: KeyRing, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            if await ring.refresh():
+                log.info("rotated signing key; new kid %s", ring.current_kid)
+        except Exception:
+            log.exception("signing key refresh failed; will retry")
+
+
+def create_app(settings: AuthSettings | None = None) -> FastAPI:
+    settings = settings or AuthSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        kv = open_kv(settings.kv_url)
+        bus = await Bus.connect(settings.nats_url, "auth")
+        await bus.ensure_stream()
+        ring = KeyRing(kv, rotation_s=settings.key_rotation_seconds,
+                       token_ttl_s=settings.token_ttl_seconds)
+        await ring.refresh()
+        mailer = (Mailer(settings.smtp_url.get_secret_value(), settings.mail_from)
+                  if settings.smtp_url else None)
+        svc = AuthService(settings, AuthRepository(kv), ring, bus, mailer)
+        app.state.auth = svc
+        app.state.authenticator = await connect_authenticator(
+            settings, bus, jwks=ring.jwks, check_key=svc.check_key)
+        await start_responders(bus, svc)
+        app.state.ready_checks = {"nats": _async(lambda: bus.connected),
+                                  "store": _store_ok(kv)}
+        rotation = asyncio.create_task(
+            _rotate_forever(ring, min(60.0, settings.key_rotation_seconds / 4)))
+        log.info("auth ready (multi_user=%s, kid=%s)", settings.multi_user, ring.current_kid)
+        try:
+            yield
+        finally:
+            rotation.cancel()
+            await bus.close()
+            await kv.close()
+
+    return build_app(service="auth", title="Plotline auth", lifespan=lifespan,
+                     max_body_bytes=settings.max_body_bytes, routers=[router])
+
+
+def _async(check):  # type: ignore[no-untyped-def]
+    async def run() -> bool:
+        return bool(check())
+    return run
+
+
+def _store_ok(kv):  # type: ignore[no-untyped-def]
+    async def run() -> bool:
+        try:
+            await kv.get("readyz")
+            return True
+        except Exception:
+            return False
+    return run

@@ -1,0 +1,64 @@
+"""Secrets: argon2id password hashes, API keys (random, stored as SHA-256), username rules."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from services.common.names import API_KEY_PREFIX
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{2,31}$")
+USERNAME_RULE = "3-32 characters: lowercase letters, digits, '_' and '-', starting alphanumeric"
+MIN_PASSWORD, MAX_PASSWORD = 8, 1024
+
+_hasher = PasswordHasher()  # argon2id with the library's recommended parameters
+# Checked when the user does not exist, so a wrong username costs the same time as a
+# wrong password and timing reveals nothing.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_id() -> str:
+    """A NATS-token-safe id (hex)."""
+    return secrets.token_hex(8)
+
+
+def new_api_key() -> tuple[str, str]:
+    """Returns (key id, full secret). The secret embeds its id so lookup needs no scan.
+
+    API keys are 256-bit random, so SHA-256 is the right hash for them (a slow password
+    hash would only make every API request slow without adding safety).
+    """
+    key_id = new_id()
+    return key_id, f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def parse_key_id(api_key: str) -> str | None:
+    body = api_key.removeprefix(API_KEY_PREFIX)
+    key_id, sep, _ = body.partition("_")
+    if not api_key.startswith(API_KEY_PREFIX) or not sep or not re.fullmatch(r"[0-9a-f]{16}", key_id):
+        return None
+    return key_id
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_digest(secret: str, stored: str) -> bool:
+    return hmac.compare_digest(digest(secret), stored)

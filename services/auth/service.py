@@ -1,0 +1,136 @@
+"""Auth logic: accounts, login with throttling, API keys, tokens, email verification."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from services.common.bus import Bus
+from services.common.errors import Forbidden, NotFound, TooManyRequests, Unauthorized
+from services.common.events import AuthVerb
+from services.common.names import SERVICE_PREFIXES
+
+from . import security
+from .config import AuthSettings
+from .mailer import Mailer
+from .repository import AuthRepository
+from .signing import KeyRing
+
+log = logging.getLogger("plotline.auth")
+
+BAD_LOGIN = "invalid username or password"  # one message for unknown user and wrong password
+
+
+class AuthService:
+    def __init__(self, settings: AuthSettings, repo: AuthRepository, ring: KeyRing,
+                 bus: Bus, mailer: Mailer | None) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.ring = ring
+        self.bus = bus
+        self.mailer = mailer
+
+    # accounts
+    async def register(self, username: str, password: str, email: str | None) -> dict[str, Any]:
+        if not self.settings.multi_user:
+            raise Forbidden("registration is off in single-user mode (start with -m)",
+                            code="single_user_mode")
+        if self.mailer and not email:
+            raise Forbidden("an email address is required on this server",
+                            code="email_required")
+        record = {"username": username, "password": security.hash_password(password),
+                  "email": email, "verified": self.mailer is None, "created": time.time()}
+        await self.repo.create_user(record)
+        await self.bus.publish(username, AuthVerb.REGISTERED, {"email": email}, actor=username)
+        if self.mailer and email:
+            await self._send_verification(username, email)
+        log.info("registered user %s", username)
+        return self.public(record)
+
+    async def _send_verification(self, username: str, email: str) -> None:
+        token = secrets.token_urlsafe(32)
+        await self.repo.put_verification(security.digest(token), username,
+                                         self.settings.verify_ttl_seconds)
+        link = f"{self.settings.public_url}{SERVICE_PREFIXES['auth']}/verify?token={token}"
+        await self.mailer.send(email, "Confirm your Plotline account",  # type: ignore[union-attr]
+                               f"Hello {username},\n\nconfirm your address: {link}\n")
+
+    async def verify_email(self, token: str) -> dict[str, Any]:
+        username = await self.repo.pop_verification(security.digest(token))
+        found = await self.repo.get_user(username) if username else None
+        if found is None:
+            raise NotFound("unknown or expired verification link", code="invalid_token")
+        record, version = found
+        record["verified"] = True
+        await self.repo.save_user(record, version)
+        await self.bus.publish(record["username"], AuthVerb.VERIFIED, actor=record["username"])
+        return self.public(record)
+
+    @staticmethod
+    def public(record: dict[str, Any]) -> dict[str, Any]:
+        return {"username": record["username"], "email": record.get("email"),
+                "verified": record.get("verified", True)}
+
+    async def profile(self, username: str) -> dict[str, Any]:
+        found = await self.repo.get_user(username)
+        base = self.public(found[0]) if found else {"username": username}
+        return {**base, "multi_user": self.settings.multi_user}
+
+    # login
+    async def login(self, username: str, password: str) -> str:
+        failures = await self.repo.failures(username)
+        if failures and int(failures.value) >= self.settings.login_max_failures:
+            raise TooManyRequests("too many failed logins; try again later",
+                                  headers={"Retry-After": str(self.settings.login_window_seconds)})
+        found = await self.repo.get_user(username)
+        # verify_password always runs argon2 (against a dummy hash for unknown users)
+        if not security.verify_password(found[0]["password"] if found else None, password):
+            await self.repo.record_failure(username, self.settings.login_window_seconds)
+            raise Unauthorized(BAD_LOGIN, code="invalid_credentials")
+        if not found[0].get("verified", True):
+            raise Forbidden("confirm your email address first", code="email_unverified")
+        await self.repo.clear_failures(username)
+        return self.issue_token(username)
+
+    def issue_token(self, username: str) -> str:
+        now = int(time.time())
+        return self.ring.sign({"sub": username, "iat": now,
+                               "exp": now + self.settings.token_ttl_seconds,
+                               "iss": self.settings.issuer, "aud": self.settings.audience})
+
+    # API keys
+    async def create_key(self, username: str, name: str) -> dict[str, Any]:
+        key_id, secret = security.new_api_key()
+        record = {"id": key_id, "username": username, "name": name,
+                  "hash": security.digest(secret), "created": time.time()}
+        await self.repo.add_key(record)
+        await self.bus.publish(key_id, AuthVerb.KEY_CREATED, {"username": username},
+                               actor=username)
+        return {**self.key_view(record), "key": secret}
+
+    @staticmethod
+    def key_view(record: dict[str, Any]) -> dict[str, Any]:
+        return {"id": record["id"], "name": record["name"], "created": record["created"],
+                "prefix": f"pl_{record['id']}_…"}
+
+    async def list_keys(self, username: str) -> list[dict[str, Any]]:
+        return [self.key_view(r) for r in await self.repo.keys_of(username)]
+
+    async def revoke_key(self, username: str, key_id: str) -> None:
+        record = await self.repo.get_key(key_id)
+        if record is None or record["username"] != username:  # others' keys look absent
+            raise NotFound("no such API key")
+        await self.repo.delete_key(record)
+        await self.bus.publish(key_id, AuthVerb.REVOKED, {"username": username},
+                               actor=username)
+        log.info("revoked API key %s of %s", key_id, username)
+
+    async def check_key(self, api_key: str) -> dict[str, Any] | None:
+        """{"username", "key_id"} for a live key, else None; constant-time comparison."""
+        key_id = security.parse_key_id(api_key)
+        record = await self.repo.get_key(key_id) if key_id else None
+        if record is None or not security.same_digest(api_key, record["hash"]):
+            return None
+        return {"username": record["username"], "key_id": record["id"]}

@@ -1,0 +1,111 @@
+"""Domain errors carry their status; one handler renders every error as {"error", "detail"}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("plotline.errors")
+
+
+class PlotlineError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str, *, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code:
+            self.code = code
+        self.headers = headers
+
+
+class BadRequest(PlotlineError):
+    pass
+
+
+class Unauthorized(PlotlineError):
+    status, code = 401, "unauthorized"
+
+    def __init__(self, detail: str = "authentication required", **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(PlotlineError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(PlotlineError):
+    status, code = 404, "not_found"
+
+
+class Conflict(PlotlineError):
+    status, code = 409, "conflict"
+
+
+class PreconditionFailed(PlotlineError):
+    status, code = 412, "precondition_failed"
+
+
+class PayloadTooLarge(PlotlineError):
+    status, code = 413, "payload_too_large"
+
+
+class Unprocessable(PlotlineError):
+    status, code = 422, "invalid_request"
+
+
+class TooManyRequests(PlotlineError):
+    status, code = 429, "too_many_requests"
+
+
+class Unavailable(PlotlineError):
+    status, code = 503, "unavailable"
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 412: "precondition_failed",
+               413: "payload_too_large", 415: "unsupported_media_type",
+               422: "invalid_request", 429: "too_many_requests", 503: "unavailable"}
+
+
+def error_response(status: int, code: str, detail: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the one rendering of errors; nothing escapes as a bare 500 page."""
+
+    @app.exception_handler(PlotlineError)
+    async def _domain(_: Request, exc: PlotlineError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _describe(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal server error")

@@ -1,0 +1,33 @@
+"""The one event envelope, and the verbs each service emits (names used by several parts)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import uuid4
+
+from pydantic import BaseModel, Field
+
+
+class Event(BaseModel):
+    """Envelope of every event on the bus: `{id, type, time, actor, seq, data}`.
+
+    `type` is the verb (the subject's last token); `seq` is the entity's version when the
+    entity has one (documents, sources), so consumers can detect gaps and stay idempotent.
+    """
+
+    id: str = Field(default_factory=lambda: uuid4().hex)
+    type: str
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    actor: str | None = None
+    seq: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuthVerb(StrEnum):
+    REGISTERED = "registered"      # plotline.auth.<username>.registered
+    VERIFIED = "verified"          # plotline.auth.<username>.verified (email confirmed)
+    KEY_CREATED = "key_created"    # plotline.auth.<key id>.key_created
+    REVOKED = "revoked"            # plotline.auth.<key id>.revoked  {username}
+    KEYS_ROTATED = "keys_rotated"  # plotline.auth.<kid>.keys_rotated (new signing key)

@@ -1,0 +1,143 @@
+"""Who is calling: one resolution of credentials shared by every service.
+
+Order: `Authorization: Bearer <JWT | API key>`, then the login cookie. API keys are checked by
+auth (over NATS for the other services) and cached briefly; a revocation event drops the
+cached entry at once. Cookie-authenticated unsafe requests must pass the CSRF check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from .errors import Forbidden, Unauthorized
+from .names import API_KEY_PREFIX, CSRF_COOKIE, CSRF_HEADER, DEFAULT_USER, SESSION_COOKIE
+from .tokens import TokenVerifier
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+# Answers {"username", "key_id"} for a valid key, None for an unknown or revoked one.
+KeyChecker = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Principal:
+    username: str
+    via: str  # "jwt" | "apikey" | "cookie" | "single-user"
+    key_id: str | None = None
+
+
+class ApiKeyCache:
+    """Short cache of API-key answers, keyed by the key's SHA-256 (never the secret)."""
+
+    def __init__(self, check: KeyChecker, ttl: float) -> None:
+        self._check = check
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def lookup(self, api_key: str) -> dict[str, Any] | None:
+        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        hit = self._entries.get(digest)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        answer = await self._check(api_key)
+        if answer is None:
+            self._entries.pop(digest, None)
+            return None
+        if len(self._entries) > 100_000:  # bound memory against key spraying
+            self._entries.clear()
+        self._entries[digest] = (now + self._ttl, answer)
+        return answer
+
+    def revoke(self, key_id: str) -> None:
+        for digest in [d for d, (_, a) in self._entries.items() if a.get("key_id") == key_id]:
+            del self._entries[digest]
+
+
+class Authenticator:
+    def __init__(self, *, multi_user: bool, verifier: TokenVerifier,
+                 api_keys: ApiKeyCache) -> None:
+        self.multi_user = multi_user
+        self.verifier = verifier
+        self.api_keys = api_keys
+
+    async def from_token(self, token: str, via: str = "jwt") -> Principal:
+        """A bearer credential: an API key (by its prefix) or a JWT."""
+        if token.startswith(API_KEY_PREFIX):
+            answer = await self.api_keys.lookup(token)
+            if answer is None:
+                raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
+            return Principal(answer["username"], "apikey", answer.get("key_id"))
+        claims = await self.verifier.verify(token)
+        return Principal(claims.sub, via)
+
+    async def resolve(self, conn: HTTPConnection, method: str = "GET") -> Principal | None:
+        """The caller, or None when anonymous (multi-user mode only)."""
+        if not self.multi_user:
+            return Principal(DEFAULT_USER, "single-user")
+        auth = conn.headers.get("authorization")
+        if auth:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("use 'Authorization: Bearer <token or API key>'")
+            return await self.from_token(token.strip())
+        cookie = conn.cookies.get(SESSION_COOKIE)
+        if cookie:
+            if method.upper() not in SAFE_METHODS:
+                check_csrf(conn)
+            return await self.from_token(cookie, via="cookie")
+        return None
+
+
+def check_csrf(conn: HTTPConnection) -> None:
+    """Double-submit check: the header must echo the CSRF cookie set at login."""
+    cookie = conn.cookies.get(CSRF_COOKIE, "")
+    header = conn.headers.get(CSRF_HEADER, "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), header.encode()):
+        raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="csrf_failed")
+
+
+async def connect_authenticator(settings: Any, bus: Any, *,
+                                jwks: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                                check_key: KeyChecker | None = None) -> Authenticator:
+    """The Authenticator every service uses. Auth passes its own key sources; the others
+    ask auth over NATS (or fetch the JWKS over HTTP when `jwks_url` is set)."""
+    from .bus import Bus
+    from .events import AuthVerb
+    from .names import AUTH_JWKS, AUTH_VERIFY, service_subjects
+    from .tokens import JWKSCache
+
+    assert isinstance(bus, Bus)
+
+    async def jwks_over_nats() -> dict[str, Any]:
+        return await bus.request(AUTH_JWKS, {})
+
+    async def jwks_over_http() -> dict[str, Any]:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(settings.jwks_url)
+            response.raise_for_status()
+            return response.json()
+
+    async def key_over_nats(api_key: str) -> dict[str, Any] | None:
+        answer = await bus.request(AUTH_VERIFY, {"key": api_key})
+        return answer if answer.get("ok") else None
+
+    fetch = jwks or (jwks_over_http if settings.jwks_url else jwks_over_nats)
+    cache = ApiKeyCache(check_key or key_over_nats, settings.api_key_cache_seconds)
+
+    async def on_revoked(subject: str, _event: Any) -> None:
+        cache.revoke(subject.split(".")[2])
+
+    await bus.subscribe(service_subjects("auth", AuthVerb.REVOKED), on_revoked)
+    verifier = TokenVerifier(JWKSCache(fetch), issuer=settings.issuer,
+                             audience=settings.audience)
+    return Authenticator(multi_user=settings.multi_user, verifier=verifier, api_keys=cache)

@@ -1,0 +1,58 @@
+"""Blob store: large immutable-ish byte objects (data chunks, document snapshots).
+
+Names are '/'-separated paths such as "sources/abc/chunk-0001.arrow". A put is atomic:
+readers see the old or the new bytes, never a partial write.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+
+class BlobNotFound(KeyError):
+    """No blob of that name."""
+
+
+class BlobStore(Protocol):
+    async def put(self, name: str, data: bytes) -> None:
+        """Create or replace the blob, atomically."""
+        ...
+
+    async def get(self, name: str) -> bytes:
+        """The blob's bytes; BlobNotFound if absent."""
+        ...
+
+    async def delete(self, name: str) -> bool:
+        """True if the blob existed."""
+        ...
+
+    async def list(self, prefix: str = "") -> list[str]:
+        """Names starting with prefix, sorted."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_blob(url: str, *, azure_connection_string: str | None = None) -> BlobStore:
+    """Open a store by URL: memory://, file:///abs/dir, azure://<container>."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        from services.common.stores.blob_memory import MemoryBlob
+
+        return MemoryBlob()
+    if parts.scheme == "file":
+        from services.common.stores.blob_local import LocalBlob
+
+        if not parts.path:
+            raise ValueError(f"file URL without a path: {url!r}")
+        return LocalBlob(unquote(parts.path))
+    if parts.scheme == "azure":
+        from services.common.stores.blob_azure import AzureBlob
+
+        if not azure_connection_string:
+            raise ValueError("azure:// blob store needs azure_connection_string")
+        if not parts.netloc:
+            raise ValueError(f"azure URL without a container: {url!r}")
+        return AzureBlob(azure_connection_string, parts.netloc)
+    raise ValueError(f"unsupported blob store URL {url!r} (memory://, file://, azure://)")

