@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
-from servers import start_azurite, start_nats, start_redis
+from servers import Server, start_azurite, start_nats, start_plotline, start_redis
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +29,47 @@ def azurite_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Itera
     server = start_azurite(tmp_path_factory.mktemp("azurite"))
     yield server.connection_string
     server.stop()
+
+
+def backend_args(backend: str, request: pytest.FixtureRequest) -> list[str]:
+    if backend == "redis":
+        return ["--backend", "redis", "--redis-url", request.getfixturevalue("redis_url")]
+    return ["--backend", backend]
+
+
+@pytest.fixture(scope="module", params=["file", "redis"])
+def multi_server(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Plotline in multi-user mode, once per store backend (SQLite files, real Redis)."""
+    server = start_plotline(tmp_path_factory.mktemp(f"multi-{request.param}"), "-m",
+                            "--nats-url", request.getfixturevalue("nats_url"),
+                            *backend_args(request.param, request))
+    server.backend = request.param  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def single_server(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[Server]:
+    """Plotline in its default single-user mode."""
+    server = start_plotline(tmp_path_factory.mktemp("single"), "--nats-url", nats_url)
+    yield server
+    server.stop()
+
+
+def new_username() -> str:
+    return "u" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def account(multi_server: Server) -> Iterator[dict]:
+    """A registered user with a fresh client; `token` is a bearer JWT."""
+    name, password = new_username(), "correct horse battery"
+    with httpx.Client(base_url=multi_server.url, timeout=10) as client:
+        assert client.post("/api/v1/auth/register",
+                           json={"username": name, "password": password}).status_code == 201
+        token = client.post("/api/v1/auth/login",
+                            json={"username": name, "password": password}).json()["access_token"]
+        client.cookies.clear()
+        yield {"username": name, "password": password, "token": token, "client": client,
+               "headers": {"Authorization": f"Bearer {token}"}}

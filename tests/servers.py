@@ -124,3 +124,39 @@ def start_azurite(tmpdir: Path) -> Server:
         f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
     )
     return server
+
+
+def _http_ready(port: int, path: str = "/readyz") -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            return s.recv(32).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def start_plotline(tmpdir: Path, *args: str, env: dict[str, str] | None = None,
+                   prefix: str = "") -> Server:
+    """`plotline serve ARGS` as a child process, waited for until /readyz answers 200."""
+    import os
+
+    binary = _binary(Path(sys.executable).parent / "plotline", "plotline")
+    port = free_port()
+    argv = [binary, "serve", "--port", str(port), "-D", str(tmpdir / "data"), *args]
+    if prefix:
+        argv += ["--url-prefix", prefix]
+    full_env = {**os.environ, **(env or {})}
+    log = tmpdir / "plotline.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir,
+                                env=full_env)
+    server = Server("plotline", proc, port, f"http://127.0.0.1:{port}{prefix}", log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"plotline exited with {proc.returncode}:\n{log.read_text()}")
+        if _http_ready(port, f"{prefix}/readyz"):
+            return server
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"plotline did not become ready:\n{log.read_text()}")
