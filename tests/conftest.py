@@ -41,10 +41,13 @@ def backend_args(backend: str, request: pytest.FixtureRequest) -> list[str]:
 def multi_server(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Plotline in multi-user mode, once per store backend (SQLite files, real Redis)."""
-    server = start_plotline(tmp_path_factory.mktemp(f"multi-{request.param}"), "-m",
-                            "--nats-url", request.getfixturevalue("nats_url"),
+    tmp = tmp_path_factory.mktemp(f"multi-{request.param}")
+    server = start_plotline(tmp, "-m", "--nats-url", request.getfixturevalue("nats_url"),
                             *backend_args(request.param, request))
-    server.backend = request.param  # type: ignore[attr-defined]
+    # where auth keeps its state, for tests that look at what is stored
+    server.auth_kv_url = (  # type: ignore[attr-defined]
+        f"sqlite:///{tmp}/data/auth.db" if request.param == "file"
+        else f"{request.getfixturevalue('redis_url')}?prefix=plotline:auth:")
     yield server
     server.stop()
 

@@ -18,8 +18,8 @@ from jwt.algorithms import RSAAlgorithm
 from .errors import Unauthorized
 
 ALGORITHM = "RS256"
-# Refetch the JWKS for an unknown kid at most this often, so random kids cannot make us
-# hammer auth.
+# After a refetch that did not find a kid, wait this long before refetching again, so
+# random kids cannot make us hammer auth (a fresh rotation is still picked up at once).
 REFETCH_INTERVAL = 1.0
 
 JWKSFetcher = Callable[[], Awaitable[dict[str, Any]]]
@@ -38,7 +38,7 @@ class JWKSCache:
     def __init__(self, fetch: JWKSFetcher) -> None:
         self._fetch = fetch
         self._keys: dict[str, Any] = {}
-        self._last_fetch = 0.0
+        self._last_miss = -REFETCH_INTERVAL
         self._lock = asyncio.Lock()
 
     def known(self, kid: str) -> Any | None:
@@ -58,13 +58,15 @@ class JWKSCache:
         async with self._lock:
             if kid in self._keys:
                 return self._keys[kid]
-            if time.monotonic() - self._last_fetch < REFETCH_INTERVAL:
+            if time.monotonic() - self._last_miss < REFETCH_INTERVAL:
                 return None
-            self._last_fetch = time.monotonic()
             try:
                 self.load(await self._fetch())
             except Exception as exc:  # auth unreachable: the token cannot be checked
+                self._last_miss = time.monotonic()
                 raise Unauthorized("cannot verify token: key set unavailable") from exc
+            if kid not in self._keys:
+                self._last_miss = time.monotonic()
             return self._keys.get(kid)
 
 
