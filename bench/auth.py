@@ -38,7 +38,7 @@ from services.common.tokens import JWKSCache, TokenVerifier
 
 JWT_TARGET = 20_000  # verifications/s on one core
 APIKEY_TARGET = 2e-3  # seconds, p99 with a warm cache
-SECONDS = 3.0
+SECONDS, WINDOWS = 3.0, 10  # JWT loops: 3 s each, also read in 0.3 s slices
 WARM_CALLS, COLD_CALLS, COLD_WARMUP = 20_000, 2_000, 100
 
 
@@ -46,16 +46,19 @@ def met(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
 
-def rate(fn, seconds: float = SECONDS) -> float:
-    """Calls per second of fn over about `seconds` (clock read every 100 calls)."""
-    n, t0 = 0, time.perf_counter()
-    while True:
-        for _ in range(100):
-            fn()
-        n += 100
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
-            return n / elapsed
+def rate(fn, seconds: float = SECONDS, windows: int = WINDOWS) -> tuple[float, float]:
+    """Calls/s of fn over about `seconds`, and in the best of `windows` equal slices (a
+    mean well below the best slice means something else was using the core)."""
+    calls, spent, best = 0, 0.0, 0.0
+    for _ in range(windows):
+        n, t0, elapsed = 0, time.perf_counter(), 0.0
+        while elapsed < seconds / windows:
+            for _ in range(100):
+                fn()
+            n += 100
+            elapsed = time.perf_counter() - t0
+        calls, spent, best = calls + n, spent + elapsed, max(best, n / elapsed)
+    return calls / spent, best
 
 
 async def signed_token() -> tuple[str, dict]:
@@ -80,24 +83,28 @@ def bench_jwt() -> None:
     assert verifier.verify_known(token).sub == "benchuser"
 
     signing_input, _, sig = token.rpartition(".")
-    message, signature = signing_input.encode(), base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    message = signing_input.encode()
+    signature = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
     public_key = cache.known(jwks["keys"][0]["kid"])
     public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())  # raises if bad
 
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})  # one core, honestly
     try:
-        full = rate(lambda: verifier.verify_known(token))
-        raw = rate(lambda: public_key.verify(signature, message, padding.PKCS1v15(),
-                                             hashes.SHA256()))
+        full_raw = (rate(lambda: verifier.verify_known(token)),
+                    rate(lambda: public_key.verify(signature, message, padding.PKCS1v15(),
+                                                   hashes.SHA256())))
     finally:
         os.sched_setaffinity(0, allowed)  # children started later must not share the core
-    print(f"jwt verify (RS256, full: signature + claims, 1 core): {full:,.0f}/s  "
-          f"target >= {JWT_TARGET:,}/s: {met(full >= JWT_TARGET)}")
+    (full, full_best), (raw, raw_best) = full_raw
+    slice_s = f"{SECONDS / WINDOWS:g}"
+    print(f"jwt verify (RS256, full: signature + claims, 1 core): {full:,.0f}/s "
+          f"(best {slice_s} s: {full_best:,.0f}/s)  target >= {JWT_TARGET:,}/s: "
+          f"{met(full >= JWT_TARGET)}")
     if raw > 1.2 * full:
-        share = 100 * full / raw
-        print(f"  of which raw RSA-2048 signature check (cryptography): {raw:,.0f}/s alone "
-              f"= {share:.0f}% of each verification's time; the rest is PyJWT")
+        print(f"  raw RSA-2048 signature check alone (cryptography): {raw:,.0f}/s "
+              f"(best {slice_s} s: {raw_best:,.0f}/s) = {100 * full / raw:.0f}% of a full "
+              "verification's time; the rest is PyJWT (parsing, claims)")
 
 
 def http_ready(port: int) -> bool:
@@ -175,6 +182,11 @@ def main() -> int:
                     "--nats-url", nats_url]
             server = start(argv, tmpdir / "plotline.log", lambda: http_ready(port))
             asyncio.run(bench_api_key(nats_url, port))
+        except BaseException:
+            for log in sorted(tmpdir.glob("*.log")):  # the temporary directory goes next
+                print(f"--- {log.name} (last lines)", *log.read_text().splitlines()[-20:],
+                      sep="\n", file=sys.stderr)
+            raise
         finally:
             stop(server)
             stop(nats)

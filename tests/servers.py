@@ -146,6 +146,7 @@ def start_plotline(tmpdir: Path, *args: str, env: dict[str, str] | None = None,
     if prefix:
         argv += ["--url-prefix", prefix]
     full_env = {**os.environ, **(env or {})}
+    tmpdir.mkdir(parents=True, exist_ok=True)
     log = tmpdir / "plotline.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir,

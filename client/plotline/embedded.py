@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,8 +22,11 @@ from services.common.names import API_PREFIX, SERVICE_PREFIXES
 
 
 class Embedded:
-    def __init__(self, apps: dict[str, FastAPI], url_prefix: str = "") -> None:
+    def __init__(self, apps: dict[str, FastAPI], url_prefix: str = "",
+                 after_shutdown: Callable[[], None] | None = None) -> None:
         self.apps = apps
+        # runs once every service has drained (stops the private NATS child)
+        self.after_shutdown = after_shutdown
         self.prefix = url_prefix.rstrip("/")
         # longest prefix first, so /api/v1/docs never shadows a longer one
         self.table = sorted(((SERVICE_PREFIXES[n], a) for n, a in apps.items()),
@@ -74,11 +78,15 @@ class Embedded:
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown: leaving the stack closes every service
         except BaseException as exc:
+            if self.after_shutdown:
+                self.after_shutdown()
             kind = "shutdown" if started else "startup"
             await send({"type": f"lifespan.{kind}.failed", "message": repr(exc)})
             if not started:
                 return
             raise
+        if self.after_shutdown:
+            self.after_shutdown()
         await send({"type": "lifespan.shutdown.complete"})
 
 

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         names = AVAILABLE if embedded else (args.service,)
         apps = {n: _load(FACTORIES[n][1])(build_settings(n, args, nats_url, embedded))
                 for n in names}
-        app = Embedded(apps, prefix)
+        app = Embedded(apps, prefix, after_shutdown=child.stop if child else None)
         log.info("Plotline %s on http://%s:%d%s/ (%s mode)", "+".join(names), args.ip,
                  args.port, prefix, "multi-user" if args.multi_user else "single-user")
         server = uvicorn.Server(uvicorn.Config(

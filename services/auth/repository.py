@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from services.common.errors import Conflict
-from services.common.stores.kv import KVStore, Versioned, VersionConflict
+from services.common.stores.kv import KVStore, VersionConflict, Versioned
 
 
 def _user(name: str) -> str:

@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from services.common.names import API_KEY_PREFIX
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{2,31}$")
+KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
 USERNAME_RULE = "3-32 characters: lowercase letters, digits, '_' and '-', starting alphanumeric"
 MIN_PASSWORD, MAX_PASSWORD = 8, 1024
 
@@ -51,7 +52,7 @@ def new_api_key() -> tuple[str, str]:
 def parse_key_id(api_key: str) -> str | None:
     body = api_key.removeprefix(API_KEY_PREFIX)
     key_id, sep, _ = body.partition("_")
-    if not api_key.startswith(API_KEY_PREFIX) or not sep or not re.fullmatch(r"[0-9a-f]{16}", key_id):
+    if not api_key.startswith(API_KEY_PREFIX) or not sep or not KEY_ID_RE.fullmatch(key_id):
         return None
     return key_id
 

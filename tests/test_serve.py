@@ -1,0 +1,135 @@
+"""`plotline serve`: lifecycle of the embedded mode, URL prefix, replicas sharing a store."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import httpx
+import pytest
+from conftest import new_username
+from pydantic import ValidationError
+from servers import start_plotline
+
+from services.auth.config import AuthSettings
+
+AUTH = "/api/v1/auth"
+
+
+def nats_child_pid(log_text: str) -> int:
+    return int(re.search(r"private nats-server on \S+ \(pid (\d+)", log_text).group(1))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie has exited but is not yet reaped by its parent
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_embedded_mode_starts_private_nats_and_sigterm_stops_everything(tmp_path):
+    server = start_plotline(tmp_path, "-m", prefix="/plots")
+    try:
+        child = nats_child_pid(server.log.read_text())
+        assert alive(child)
+        r = httpx.get(f"{server.url}/readyz")
+        assert r.status_code == 200 and r.json()["ready"] is True
+        # the prefix is honoured, and nothing answers outside it
+        name = new_username()
+        r = httpx.post(f"{server.url}{AUTH}/register",
+                       json={"username": name, "password": "password123"})
+        assert r.status_code == 201
+        assert httpx.get(f"http://127.0.0.1:{server.port}{AUTH}/me").status_code == 404
+        # JetStream lives under -D
+        assert (tmp_path / "data" / "nats" / "jetstream").is_dir()
+        server.process.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal after its graceful shutdown, as a process should
+        assert server.process.wait(20) in (0, -signal.SIGTERM)
+        assert wait_gone(child), "nats-server child outlived plotline"
+        log = server.log.read_text()
+        assert "Application shutdown complete" in log and "nats-server stopped" in log
+    finally:
+        server.stop()
+
+
+def test_nats_child_dies_with_a_killed_server(tmp_path):
+    server = start_plotline(tmp_path)
+    child = nats_child_pid(server.log.read_text())
+    server.process.kill()
+    server.process.wait(10)
+    assert wait_gone(child), "nats-server child survived SIGKILL of its parent"
+
+
+def test_data_survives_a_restart(tmp_path):
+    server = start_plotline(tmp_path, "-m")
+    name = new_username()
+    try:
+        httpx.post(f"{server.url}{AUTH}/register", json={"username": name,
+                                                         "password": "password123"})
+        token = httpx.post(f"{server.url}{AUTH}/login", json={
+            "username": name, "password": "password123"}).json()["access_token"]
+    finally:
+        server.stop()
+    server = start_plotline(tmp_path, "-m")
+    try:  # the account and the signing key (so the token) are still there
+        r = httpx.get(f"{server.url}{AUTH}/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.json()["username"] == name
+    finally:
+        server.stop()
+
+
+def test_two_auth_replicas_share_throttling_and_keys(tmp_path, redis_url, nats_url):
+    args = ["-m", "--nats-url", nats_url, "--backend", "redis", "--redis-url", redis_url]
+    a = start_plotline(tmp_path / "a", *args)
+    b = start_plotline(tmp_path / "b", *args)
+    try:
+        name = new_username()
+        httpx.post(f"{a.url}{AUTH}/register", json={"username": name,
+                                                    "password": "password123"})
+        token = httpx.post(f"{a.url}{AUTH}/login", json={
+            "username": name, "password": "password123"}).json()["access_token"]
+        me = httpx.get(f"{b.url}{AUTH}/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+        for _ in range(5):
+            r = httpx.post(f"{a.url}{AUTH}/login", json={"username": name,
+                                                         "password": "wrong-password"})
+            assert r.status_code == 401
+        r = httpx.post(f"{b.url}{AUTH}/login", json={"username": name,
+                                                      "password": "password123"})
+        assert r.status_code == 429
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_cli_help_and_bad_options(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plotline = str(Path(sys.executable).parent / "plotline")
+    out = subprocess.run([plotline, "serve", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--url-prefix" in out.stdout and "-m" in out.stdout
+    out = subprocess.run([plotline, "serve", "--backend", "redis", "-D", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "--redis-url" in out.stderr
+
+
+def test_placeholder_secrets_refused_outside_dev():
+    with pytest.raises(ValidationError, match="placeholder"):
+        AuthSettings(smtp_url="changeme")
+    assert AuthSettings(smtp_url="changeme", dev=True).dev is True
