@@ -52,10 +52,12 @@ def multi_server(request: pytest.FixtureRequest,
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def single_server(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[Server]:
-    """Plotline in its default single-user mode."""
-    server = start_plotline(tmp_path_factory.mktemp("single"), "--nats-url", nats_url)
+@pytest.fixture(scope="module", params=["file", "redis"])
+def single_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  nats_url: str) -> Iterator[Server]:
+    """Plotline in its default single-user mode, once per store backend."""
+    server = start_plotline(tmp_path_factory.mktemp(f"single-{request.param}"),
+                            "--nats-url", nats_url, *backend_args(request.param, request))
     yield server
     server.stop()
 

@@ -72,12 +72,26 @@ def test_register_refused_in_single_user_mode(single_server) -> None:
     assert r.status_code == 403 and error_of(r) == "single_user_mode"
 
 
-def test_single_user_mode_everyone_is_defaultuser(single_server) -> None:
-    r = httpx.get(f"{single_server.url}{AUTH}/me")
-    assert r.status_code == 200
-    assert r.json()["username"] == "defaultuser" and r.json()["multi_user"] is False
-    r = httpx.post(f"{single_server.url}{AUTH}/apikeys", json={"name": "laptop"})
-    assert r.status_code == 201 and r.json()["key"].startswith("pl_")
+def test_single_user_mode_every_route(single_server) -> None:
+    """Every request acts as defaultuser; keys, tokens and JWKS work as in multi-user."""
+    with httpx.Client(base_url=single_server.url) as c:
+        r = c.get(f"{AUTH}/me")
+        assert r.status_code == 200
+        assert r.json()["username"] == "defaultuser" and r.json()["multi_user"] is False
+        r = c.post(f"{AUTH}/apikeys", json={"name": "laptop"})
+        assert r.status_code == 201 and r.json()["key"].startswith("pl_")
+        key = r.json()
+        assert key["id"] in [k["id"] for k in c.get(f"{AUTH}/apikeys").json()]
+        r = c.post(f"{AUTH}/token", headers={"Authorization": f"Bearer {key['key']}"})
+        assert r.status_code == 200 and r.json()["access_token"].count(".") == 2
+        assert c.delete(f"{AUTH}/apikeys/{key['id']}").status_code == 204
+        assert c.post(f"{AUTH}/token", json={"api_key": key["key"]}).status_code == 401
+        r = c.post(f"{AUTH}/login", json={"username": "defaultuser", "password": "whatever1"})
+        assert r.status_code == 401 and error_of(r) == "invalid_credentials"
+        assert c.post(f"{AUTH}/logout").status_code == 204
+        assert c.get(f"{AUTH}/.well-known/jwks.json").json()["keys"]
+        r = c.get(f"{AUTH}/verify", params={"token": "nope"})
+        assert r.status_code == 404
 
 
 # --- login, cookie, CSRF ---------------------------------------------------------------

@@ -1,0 +1,191 @@
+"""`Session`: the Python client for one Plotline server (what the CLI verbs use).
+
+    from plotline import Session
+    s = Session("http://127.0.0.1:5006")
+    s.login("alice", "correct horse battery")   # the token is saved in ~/.plotline/servers.cfg
+    Session("http://127.0.0.1:5006").whoami()    # ... so later sessions need no login
+
+Requests authenticate with `Authorization: Bearer <API key or JWT>`. Without an explicit
+`api_key` or `token` a Session uses what is saved for its URL (an API key before a token:
+keys do not expire). Every failure raises `PlotlineError`.
+"""
+
+from __future__ import annotations
+
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+
+import httpx
+
+from . import config
+
+API = "/api/v1"
+AUTH = f"{API}/auth"
+
+
+class PlotlineError(Exception):
+    """A request failed: `status` is the HTTP status (None when no answer came), `code` the
+    server's machine-readable error code, `detail` a sentence for people."""
+
+    def __init__(self, status: int | None, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+    def __str__(self) -> str:
+        return self.detail
+
+    def __repr__(self) -> str:
+        return f"PlotlineError({self.status!r}, {self.code!r}, {self.detail!r})"
+
+
+def key_id(key: str) -> str:
+    """The id part of an API key `pl_<id>_<secret>` (an id is returned unchanged)."""
+    if key.startswith("pl_") and key.count("_") >= 2:
+        return key.split("_", 2)[1]
+    return key
+
+
+class Session:
+    """A connection to the Plotline server at `root_url` (default: the `config` file's
+    `[server] url`, else http://127.0.0.1:5006), including any --url-prefix."""
+
+    def __init__(self, root_url: str | None = None, api_key: str | None = None,
+                 token: str | None = None, *, timeout: float = 30.0) -> None:
+        self.root_url = config.normalize_url(root_url or config.default_url())
+        if not self.root_url.startswith(("http://", "https://")):
+            raise PlotlineError(None, "invalid_url",
+                                f"server URL must start with http:// or https://, "
+                                f"not {self.root_url!r}")
+        saved = {} if (api_key or token) else config.load_credentials(self.root_url)
+        self.api_key: str | None = api_key or saved.get("api_key")
+        self.token: str | None = token or saved.get("token")
+        self.username: str | None = saved.get("username")
+        # a jar that keeps no cookies: the login cookie is for browsers, and a kept one would
+        # still authenticate after logout(); we always send the bearer header instead
+        no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+        self._http = httpx.Client(base_url=self.root_url, timeout=timeout, cookies=no_cookies,
+                                  headers={"User-Agent": "plotline-client"})
+
+    def __repr__(self) -> str:
+        return f"Session({self.root_url!r}, user={self.username!r})"
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- accounts ------------------------------------------------------------------------
+
+    def register(self, username: str, password: str, email: str | None = None) -> dict:
+        """Create an account (multi-user servers only); does not log in."""
+        body = {"username": username, "password": password}
+        if email:
+            body["email"] = email
+        return self._json("POST", f"{AUTH}/register", json=body, auth=False)
+
+    def login(self, username: str, password: str, *, save: bool = True) -> dict:
+        """Log in; the token is used by this Session and, with `save`, saved for later ones.
+        Returns `{access_token, token_type, expires_in}`."""
+        answer = self._json("POST", f"{AUTH}/login", auth=False,
+                            json={"username": username, "password": password})
+        if self.username != username:  # a key saved for someone else is not ours to use
+            self.api_key = None
+        self.token, self.username = answer["access_token"], username
+        if save:
+            config.save_credentials(self.root_url, username=username, token=self.token,
+                                    api_key=self.api_key)
+        return answer
+
+    def logout(self) -> bool:
+        """Forget this server's credentials, here and in the saved files (the token simply
+        expires on the server; saved API keys stay valid until revoked). True if any were
+        saved."""
+        self.api_key = self.token = self.username = None
+        return config.forget_credentials(self.root_url)
+
+    def whoami(self) -> dict:
+        """`{username, multi_user, email, verified, auth}` for the caller."""
+        return self._json("GET", f"{AUTH}/me")
+
+    # --- API keys ------------------------------------------------------------------------
+
+    def create_key(self, name: str = "default", *, save: bool = False) -> dict:
+        """Create an API key: `{id, name, created, prefix, key}`. `key` is the secret and the
+        server never shows it again; with `save` it is stored for this server."""
+        answer = self._json("POST", f"{AUTH}/apikeys", json={"name": name})
+        if save:
+            self.api_key = answer["key"]
+            self.username = self.username or self.whoami()["username"]
+            config.save_credentials(self.root_url, api_key=self.api_key,
+                                    username=self.username)
+        return answer
+
+    def keys(self) -> list[dict]:
+        """My API keys, without their secrets: `[{id, name, created, prefix}]`."""
+        return self._json("GET", f"{AUTH}/apikeys")
+
+    def revoke_key(self, key: str) -> None:
+        """Revoke an API key by id (or by the whole key); a saved copy is forgotten too."""
+        kid = key_id(key)
+        self._request("DELETE", f"{AUTH}/apikeys/{kid}")
+        if self.api_key and key_id(self.api_key) == kid:
+            self.api_key = None
+            if config.load_credentials(self.root_url).get("api_key", "").startswith(
+                    f"pl_{kid}_"):
+                config.save_credentials(self.root_url, api_key=None)
+
+    # Later verbs (publish documents, upload data, ls/rm/gc) go here, on top of _request.
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        response = self._request(method, path, **kw)
+        try:
+            return response.json()
+        except ValueError:
+            raise PlotlineError(response.status_code, "bad_response",
+                                f"{self.root_url} answered {method} {path} with something "
+                                f"other than JSON; is it a Plotline server?") from None
+
+    def _request(self, method: str, path: str, *, auth: bool = True,
+                 **kw: Any) -> httpx.Response:
+        headers = dict(kw.pop("headers", None) or {})
+        credential = self.api_key or self.token
+        if auth and credential:
+            headers["Authorization"] = f"Bearer {credential}"
+        try:
+            response = self._http.request(method, path, headers=headers, **kw)
+        except httpx.ConnectError as exc:
+            why = "connection refused" if "refused" in str(exc).lower() else str(exc)
+            raise PlotlineError(None, "unreachable",
+                                f"the Plotline server is not reachable at {self.root_url} "
+                                f"({why}); is it running?") from None
+        except httpx.TimeoutException:
+            raise PlotlineError(None, "timeout", f"the Plotline server at {self.root_url} "
+                                "did not answer in time") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise PlotlineError(None, "transport_error",
+                                f"talking to {self.root_url} failed: {exc}") from None
+        if response.is_success:
+            return response
+        raise self._error(response)
+
+    def _error(self, response: httpx.Response) -> PlotlineError:
+        status = response.status_code
+        try:
+            body = response.json()
+            code, detail = str(body["error"]), str(body["detail"])
+        except (ValueError, KeyError, TypeError):
+            return PlotlineError(status, f"http_{status}",
+                                 f"{self.root_url} answered {response.request.method} "
+                                 f"{response.request.url.path} with HTTP {status} "
+                                 f"{response.reason_phrase}; is it a Plotline server?")
+        if code == "token_expired":
+            detail = f"your login to {self.root_url} has expired; log in again"
+        elif status == 429 and response.headers.get("retry-after", "").isdigit():
+            detail += f" (retry in {response.headers['retry-after']} s)"
+        return PlotlineError(status, code, detail)
