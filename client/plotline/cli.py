@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import serve
+from . import commands, serve
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="plotline", description="Plotline: a self-hosted plot server.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _serve_parser(sub)
+    commands.add_client_commands(sub)
     return parser
 
 
