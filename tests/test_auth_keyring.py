@@ -83,3 +83,25 @@ async def test_unreachable_auth_is_a_clear_401():
     with pytest.raises(Unauthorized) as info:
         await verifier.verify(ring.sign(claims()))
     assert "key set unavailable" in info.value.detail
+
+
+async def test_verified_tokens_are_remembered_but_expire_and_follow_the_keys():
+    ring = KeyRing(open_kv("memory://"), rotation_s=3600, token_ttl_s=3600)
+    await ring.refresh()
+    jwks = JWKSCache(ring.jwks)
+    verifier = TokenVerifier(jwks, issuer="plotline", audience="plotline")
+    token = ring.sign(claims())
+    assert (await verifier.verify(token)).sub == "alice"
+    assert verifier.verify_known(token).sub == "alice"  # remembered: same exact bytes
+    # a remembered token still expires on time
+    now = int(time.time())
+    short = ring.sign({**claims(), "exp": now + 1})
+    assert (await verifier.verify(short)).sub == "alice"
+    time.sleep(1.1)
+    with pytest.raises(Unauthorized) as info:
+        await verifier.verify(short)
+    assert info.value.code == "token_expired"
+    # when the signing key leaves the key set, what it vouched for is forgotten
+    jwks.load({"keys": []})
+    with pytest.raises(Unauthorized):
+        verifier.verify_known(token)
