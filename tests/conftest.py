@@ -31,10 +31,33 @@ def azurite_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Itera
     server.stop()
 
 
-def backend_args(backend: str, request: pytest.FixtureRequest) -> list[str]:
+def backend_args(backend: str, request: pytest.FixtureRequest, namespace: str = "") -> list[str]:
+    """Store flags; Redis installations get a key namespace of their own."""
     if backend == "redis":
-        return ["--backend", "redis", "--redis-url", request.getfixturevalue("redis_url")]
+        url = f"{request.getfixturevalue('redis_url')}?prefix={namespace or uuid.uuid4().hex}:"
+        return ["--backend", "redis", "--redis-url", url]
     return ["--backend", backend]
+
+
+def start_install(tmp, *args: str) -> Server:
+    """One Plotline installation with a NATS of its own (two installations on one NATS
+    would answer each other's questions, as they would in production), exposed as
+    `server.nats_url` for tests that play another service."""
+    nats = start_nats(tmp / "nats")
+    try:
+        server = start_plotline(tmp, "--nats-url", nats.url, *args)
+    except BaseException:
+        nats.stop()
+        raise
+    server.nats_url = nats.url  # type: ignore[attr-defined]
+    server.companions = [nats]  # type: ignore[attr-defined]
+    return server
+
+
+def stop_install(server: Server) -> None:
+    server.stop()
+    for companion in getattr(server, "companions", []):
+        companion.stop()
 
 
 @pytest.fixture(scope="module", params=["file", "redis"])
@@ -42,24 +65,24 @@ def multi_server(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Plotline in multi-user mode, once per store backend (SQLite files, real Redis)."""
     tmp = tmp_path_factory.mktemp(f"multi-{request.param}")
-    server = start_plotline(tmp, "-m", "--nats-url", request.getfixturevalue("nats_url"),
-                            *backend_args(request.param, request))
+    namespace = uuid.uuid4().hex
+    server = start_install(tmp, "-m", *backend_args(request.param, request, namespace))
     # where auth keeps its state, for tests that look at what is stored
     server.auth_kv_url = (  # type: ignore[attr-defined]
         f"sqlite:///{tmp}/data/auth.db" if request.param == "file"
-        else f"{request.getfixturevalue('redis_url')}?prefix=plotline:auth:")
+        else f"{request.getfixturevalue('redis_url')}?prefix={namespace}:plotline:auth:")
     yield server
-    server.stop()
+    stop_install(server)
 
 
 @pytest.fixture(scope="module", params=["file", "redis"])
 def single_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                  nats_url: str) -> Iterator[Server]:
+                  ) -> Iterator[Server]:
     """Plotline in its default single-user mode, once per store backend."""
-    server = start_plotline(tmp_path_factory.mktemp(f"single-{request.param}"),
-                            "--nats-url", nats_url, *backend_args(request.param, request))
+    server = start_install(tmp_path_factory.mktemp(f"single-{request.param}"),
+                           *backend_args(request.param, request))
     yield server
-    server.stop()
+    stop_install(server)
 
 
 def new_username() -> str:

@@ -63,7 +63,8 @@ async def test_request_reply_and_failures(bus):
         await bus.request("plotline.test.nobody", {}, timeout=0.3)
 
 
-async def test_auth_publishes_only_after_a_successful_write(multi_server, nats_url, bus):
+async def test_auth_publishes_only_after_a_successful_write(multi_server):
+    bus = await Bus.connect(multi_server.nats_url, "test")
     seen: list[tuple[str, Event]] = []
 
     async def collect(subject, event):
@@ -82,6 +83,7 @@ async def test_auth_publishes_only_after_a_successful_write(multi_server, nats_u
             break
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # room for a (wrong) second event to arrive
+    await bus.close()
     mine = [(s, e) for s, e in seen if s == f"plotline.auth.{name}.registered"]
     assert len(mine) == 1 and mine[0][1].actor == name
 

@@ -14,10 +14,10 @@ from services.common.settings import ServiceSettings
 
 
 @pytest.fixture
-async def other_service(multi_server, nats_url):
+async def other_service(multi_server):
     """The Authenticator a non-auth service builds: it knows auth only through NATS."""
-    bus = await Bus.connect(nats_url, "docs")
-    settings = ServiceSettings(nats_url=nats_url, multi_user=True)
+    bus = await Bus.connect(multi_server.nats_url, "test")
+    settings = ServiceSettings(nats_url=multi_server.nats_url, multi_user=True)
     yield await connect_authenticator(settings, bus)
     await bus.close()
 

@@ -93,7 +93,10 @@ def test_data_survives_a_restart(tmp_path):
 
 
 def test_two_auth_replicas_share_throttling_and_keys(tmp_path, redis_url, nats_url):
-    args = ["-m", "--nats-url", nats_url, "--backend", "redis", "--redis-url", redis_url]
+    # one installation, two replicas: same NATS, same Redis namespace
+    namespace = new_username()
+    args = ["-m", "--nats-url", nats_url, "--backend", "redis", "--redis-url",
+            f"{redis_url}?prefix={namespace}:"]
     a = start_plotline(tmp_path / "a", *args)
     b = start_plotline(tmp_path / "b", *args)
     try:

@@ -13,6 +13,7 @@ from services.common.names import SERVICES
 # service -> (settings class, app factory); imported lazily so `serve auth` loads only auth
 FACTORIES = {
     "auth": ("services.auth.config:AuthSettings", "services.auth.app:create_app"),
+    "docs": ("services.docs.config:DocsSettings", "services.docs.app:create_app"),
 }
 AVAILABLE = tuple(s for s in SERVICES if s in FACTORIES)
 
@@ -36,7 +37,10 @@ def store_urls(service: str, args: argparse.Namespace) -> dict[str, Any]:
         return {"kv_url": f"sqlite:///{data / (service + '.db')}", "blob_url": blob}
     if not args.redis_url:
         raise SystemExit(f"--backend {backend} needs --redis-url redis://host:port/db")
-    kv = f"{args.redis_url.rstrip('/')}?prefix=plotline:{service}:"
+    # a `?prefix=ns:` on --redis-url lets several installations share one Redis
+    base, _, query = args.redis_url.partition("?")
+    namespace = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("prefix", "")
+    kv = f"{base.rstrip('/')}?prefix={namespace}plotline:{service}:"
     if backend == "redis":
         return {"kv_url": kv, "blob_url": blob}
     if not args.azure_connection_string:
@@ -57,9 +61,10 @@ def build_settings(service: str, args: argparse.Namespace, nats_url: str | None,
         overrides["multi_user"] = True
     if args.dev:
         overrides["dev"] = True
+    if embedded:  # links in mails and share URLs point at this server
+        overrides["public_url"] = f"http://{args.ip}:{args.port}{args.url_prefix}"
     if service == "auth" and args.url_prefix:
         overrides["cookie_path"] = args.url_prefix
-        overrides["public_url"] = f"http://{args.ip}:{args.port}{args.url_prefix}"
     return _load(FACTORIES[service][0])(**overrides)
 
 

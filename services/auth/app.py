@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.common.app import build_app
+from services.common.app import build_app, ready_checks
 from services.common.bus import Bus
 from services.common.identity import connect_authenticator
 from services.common.stores.kv import open_kv
@@ -53,8 +53,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         app.state.authenticator = await connect_authenticator(
             settings, bus, jwks=ring.jwks, check_key=svc.check_key)
         await start_responders(bus, svc)
-        app.state.ready_checks = {"nats": _async(lambda: bus.connected),
-                                  "store": _store_ok(kv)}
+        app.state.ready_checks = ready_checks(bus, kv)
         rotation = asyncio.create_task(
             _rotate_forever(ring, min(60.0, settings.key_rotation_seconds / 4)))
         log.info("auth ready (multi_user=%s, kid=%s)", settings.multi_user, ring.current_kid)
@@ -68,18 +67,3 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     return build_app(service="auth", title="Plotline auth", lifespan=lifespan,
                      max_body_bytes=settings.max_body_bytes, routers=[router])
 
-
-def _async(check):  # type: ignore[no-untyped-def]
-    async def run() -> bool:
-        return bool(check())
-    return run
-
-
-def _store_ok(kv):  # type: ignore[no-untyped-def]
-    async def run() -> bool:
-        try:
-            await kv.get("readyz")
-            return True
-        except Exception:
-            return False
-    return run

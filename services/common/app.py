@@ -97,6 +97,22 @@ def build_app(*, service: str, title: str, lifespan: Callable[[FastAPI], Any],
     return app
 
 
+def ready_checks(bus: Any, kv: Any) -> dict[str, ReadyCheck]:
+    """The readiness every service reports: connected to NATS, its store answering."""
+
+    async def nats() -> bool:
+        return bool(bus.connected)
+
+    async def store() -> bool:
+        try:
+            await kv.get("readyz")
+            return True
+        except Exception:
+            return False
+
+    return {"nats": nats, "store": store}
+
+
 def combined_openapi(apps: list[FastAPI], server: str = "/") -> dict[str, Any]:
     """One OpenAPI document for the whole prefix API, merged from the services' own."""
     merged: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": "Plotline", "version": "1"},

@@ -31,3 +31,17 @@ class AuthVerb(StrEnum):
     KEY_CREATED = "key_created"    # plotline.auth.<key id>.key_created
     REVOKED = "revoked"            # plotline.auth.<key id>.revoked  {username}
     KEYS_ROTATED = "keys_rotated"  # plotline.auth.<kid>.keys_rotated (new signing key)
+
+
+class DocsVerb(StrEnum):
+    """plotline.docs.<doc id>.<verb>; `seq` is the document's version after the change."""
+
+    CREATED = "created"
+    PATCHED = "patched"            # {"events": [Bokeh patch events]}
+    REPLACED = "replaced"          # whole document or object-layer change: {"reload": true}
+    PUBLISHED = "published"        # {"sources": [...]} the bound sources now public
+    UNPUBLISHED = "unpublished"    # {"sources": [...]}
+    SHARED = "shared"              # {"share_id", "sources"}
+    UNSHARED = "unshared"          # {"share_ids", "sources"}
+    ACL_CHANGED = "acl_changed"    # {"readers", "writers", "sources"}
+    DELETED = "deleted"            # {"data": keep|orphans|force, "drop_sources": [...], "sources"}

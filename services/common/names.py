@@ -26,6 +26,7 @@ EVENT_SUBJECTS = "plotline.*.*.*"
 AUTH_VERIFY = "plotline.auth.verify"
 AUTH_JWKS = "plotline.auth.jwks"
 DOCS_ACCESS = "plotline.docs.access"
+DOCS_PATCH = "plotline.docs.patch"  # two-way: a browser's patch, forwarded by push
 
 # Login cookie and its CSRF companion (double-submit: the companion is readable by JS and
 # must be echoed in the CSRF header on unsafe requests that authenticate by cookie).

@@ -1,0 +1,1 @@
+"""The docs service: Bokeh documents, their models, sharing, and the viewer pages."""

@@ -1,0 +1,20 @@
+"""Docs settings (env prefix PLOTLINE_DOCS_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class DocsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PLOTLINE_DOCS_", extra="ignore")
+
+    # Bokeh documents carry their column data, so bodies are larger than elsewhere.
+    max_body_bytes: int = 32 << 20
+    # Rendered GET answers kept per process (by document id and version), in bytes.
+    cache_bytes: int = 256 << 20
+    # PATCH without If-Match retries a lost compare-and-set this many times.
+    max_write_retries: int = 50
+    # Base URL used in share links and embed scripts, e.g. https://plots.example.org/prefix
+    public_url: str = "http://127.0.0.1:5006"

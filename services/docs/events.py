@@ -1,0 +1,31 @@
+"""Docs on the bus: answers "may user U read/write doc D" and applies browsers' patches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.common.bus import Bus
+from services.common.errors import PlotlineError
+from services.common.identity import Principal
+from services.common.names import DOCS_ACCESS, DOCS_PATCH
+
+from .service import DocsService
+from .sharing import Sharing
+
+QUEUE = "docs"
+
+
+async def start_responders(bus: Bus, docs: DocsService, sharing: Sharing) -> None:
+    async def patch(request: dict[str, Any]) -> dict[str, Any]:
+        """A writer's patch forwarded by push: {doc, user, events} -> {ok, version}."""
+        user, events = request.get("user"), request.get("events")
+        if not isinstance(user, str) or not isinstance(events, list):
+            return {"ok": False, "error": "invalid_request", "detail": "need user and events"}
+        try:
+            meta = await docs.patch(str(request.get("doc")), Principal(user, "push"), events)
+        except PlotlineError as exc:
+            return {"ok": False, "error": exc.code, "detail": exc.detail}
+        return {"ok": True, "version": meta["version"]}
+
+    await bus.serve(DOCS_ACCESS, sharing.access, queue=QUEUE)
+    await bus.serve(DOCS_PATCH, patch, queue=QUEUE)

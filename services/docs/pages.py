@@ -1,0 +1,278 @@
+"""The docs service's web pages: home (my plots), login, the viewer, the embed script, and
+BokehJS served from the bokeh wheel's own files.
+
+HTML is rendered on the server from templates/ (string.Template; every value is escaped
+unless it is `Safe`). The pages carry no inline script: page data travels in
+`<script type="application/json">` and the small vanilla JS lives in templates/*.js.
+Links are built from `root_path`, the URL prefix the app is mounted under.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import string
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import bokeh
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from services.common.errors import NotFound, PlotlineError, Unauthorized
+from services.common.identity import Principal
+from services.common.names import SERVICE_PREFIXES
+
+from .service import DocsService
+
+TEMPLATES = Path(__file__).parent / "templates"
+BOKEH_STATIC = (Path(bokeh.__file__).parent / "server" / "static").resolve()
+BOKEH_VERSION = bokeh.__version__
+BOKEH_FILES = tuple(f"js/{name}.min.js" for name in
+                    ("bokeh", "bokeh-gl", "bokeh-widgets", "bokeh-tables", "bokeh-api"))
+IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private, no-cache"
+JS = "application/javascript; charset=utf-8"
+MAX_SHARE_KEY = 200
+
+# Our own small assets, read once; their URLs carry a digest so they can be cached long.
+ASSETS = {name: (TEMPLATES / name).read_bytes() for name in ("pages.js", "viewer.js",
+                                                             "style.css")}
+ASSET_TYPES = {".js": JS, ".css": "text/css; charset=utf-8"}
+ASSET_DIGEST = hashlib.sha256(b"".join(ASSETS.values())).hexdigest()[:12]
+
+router = APIRouter(include_in_schema=False)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+class Safe(str):
+    """Text already escaped for where it goes (rendered templates, escaped JSON)."""
+
+
+@cache
+def _template(name: str) -> string.Template:
+    return string.Template((TEMPLATES / name).read_text())
+
+
+def render(name: str, **values: Any) -> Safe:
+    """Fill a template; values that are not `Safe` are HTML-escaped."""
+    return Safe(_template(name).substitute(
+        {k: v if isinstance(v, Safe) else html.escape(str(v)) for k, v in values.items()}))
+
+
+def script_json(data: bytes | Any) -> Safe:
+    """JSON that is safe inside a <script> element or a JS file: `<`, `>` and `&` occur in
+    JSON only inside strings, where their \\u escapes mean the same."""
+    raw = data if isinstance(data, bytes) else json.dumps(data, separators=(",", ":")).encode()
+    for char, escaped in ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
+                          ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029")):
+        raw = raw.replace(char, escaped)
+    return Safe(raw.decode())
+
+
+def prefix_of(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def asset_url(prefix: str, name: str) -> str:
+    return f"{prefix}/static/plotline/{name}?v={ASSET_DIGEST}"
+
+
+def bokeh_url(prefix: str, file: str) -> str:
+    return f"{prefix}/static/bokeh/{quote(BOKEH_VERSION)}/{file}"
+
+
+def multi_user(request: Request) -> bool:
+    return request.app.state.authenticator.multi_user
+
+
+async def visitor(request: Request) -> Principal | None:
+    """Who is looking; a stale or broken credential just makes the visitor anonymous."""
+    try:
+        return await request.app.state.authenticator.resolve(request, "GET")
+    except PlotlineError:
+        return None
+
+
+def page(request: Request, title: str, body: Safe, *, user: Principal | None,
+         status: int = 200, head: Safe = Safe(""), kind: str = "page") -> HTMLResponse:
+    prefix = prefix_of(request)
+    who = Safe("")
+    if user is not None and multi_user(request):
+        who = render("user.html", username=user.username,
+                     logout_url=f"{prefix}{SERVICE_PREFIXES['auth']}/logout")
+    scripts = Safe(f'<script defer src="{html.escape(asset_url(prefix, "pages.js"))}">'
+                   "</script>\n")
+    text = render("base.html", title=title, css=asset_url(prefix, "style.css"),
+                  head=Safe(scripts + head), page=kind, home=f"{prefix}/", user=who, body=body)
+    return HTMLResponse(text, status, headers={"Cache-Control": PRIVATE,
+                                               "Referrer-Policy": "same-origin"})
+
+
+def error_page(request: Request, status: int, message: str, *, user: Principal | None,
+               link: str | None = None, link_text: str = "Back to my plots") -> HTMLResponse:
+    heading = "Not found" if status == 404 else f"Error {status}"
+    body = render("error.html", heading=heading, message=message,
+                  link=link or f"{prefix_of(request)}/", link_text=link_text)
+    return page(request, heading, body, user=user, status=status, kind="error")
+
+
+# --- home and login ------------------------------------------------------------------------
+
+def safe_next(prefix: str, value: str | None) -> str:
+    """Where to go after logging in: only a path under our prefix (no open redirect)."""
+    home = f"{prefix}/"
+    if not value or len(value) > 2000 or "\\" in value or any(ord(c) < 33 for c in value):
+        return home
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or value.startswith("//") or not value.startswith(home):
+        return home
+    return value
+
+
+def login_url(prefix: str, next_path: str) -> str:
+    return f"{prefix}/login?{urlencode({'next': next_path})}"
+
+
+def login_page(request: Request, next_path: str) -> HTMLResponse:
+    prefix = prefix_of(request)
+    body = render("login.html", api=f"{prefix}{SERVICE_PREFIXES['auth']}/login",
+                  next=safe_next(prefix, next_path))
+    return page(request, "Log in – Plotline", body, user=None, kind="login")
+
+
+def when(timestamp: float) -> tuple[str, str]:
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="seconds"), moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    """My plots, or the login form for an anonymous visitor in multi-user mode."""
+    prefix = prefix_of(request)
+    user = await visitor(request)
+    if user is None:
+        return login_page(request, f"{prefix}/")
+    docs: DocsService = request.app.state.docs
+    rows = []
+    for meta in await docs.list_for(user):
+        iso, shown = when(meta["updated"])
+        rows.append(render("home_row.html", url=f"{prefix}/plots/{meta['id']}",
+                           title=meta["title"], owner=meta["owner"], version=meta["version"],
+                           published="yes" if meta["published"] else "no",
+                           updated_iso=iso, updated=shown))
+    content = (render("home_table.html", rows=Safe("".join(rows))) if rows else
+               render("home_empty.html", api=f"{prefix}{SERVICE_PREFIXES['docs']}/"))
+    return page(request, "My plots – Plotline", render("home.html", content=content),
+                user=user, kind="home")
+
+
+@router.get("/login")
+async def login(request: Request) -> Response:
+    """The login form; afterwards the browser goes to `next` (a path under the prefix)."""
+    next_path = safe_next(prefix_of(request), request.query_params.get("next"))
+    if not multi_user(request):
+        return RedirectResponse(next_path, 303)
+    return login_page(request, next_path)
+
+
+# --- the viewer and the embed script -------------------------------------------------------
+
+async def readable(request: Request, doc_id: str) -> tuple[Principal | None, dict, bytes]:
+    """The visitor, the document's metadata and its JSON answer (cached per version)."""
+    user = await visitor(request)
+    share = request.query_params.get("share")
+    if share is not None and len(share) > MAX_SHARE_KEY:
+        raise NotFound("no such document")
+    docs: DocsService = request.app.state.docs
+    try:
+        meta, body = await docs.read(doc_id, user, share)
+    except Unauthorized:
+        if share:  # a dead share link: there is nothing to log in for
+            raise NotFound("no such document, or the link is no longer valid") from None
+        raise
+    return user, meta, body
+
+
+@router.get("/plots/{doc_id}")
+async def viewer(request: Request, doc_id: str) -> Response:
+    """The whole document rendered by BokehJS, one <div> per root."""
+    prefix = prefix_of(request)
+    here = f"{prefix}/plots/{quote(doc_id)}"
+    try:
+        user, meta, body = await readable(request, doc_id)
+    except Unauthorized:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(login_url(prefix, f"{here}{query}"), 303)
+    except PlotlineError as exc:
+        user = await visitor(request)
+        if exc.status == 404:
+            anonymous = user is None and multi_user(request)
+            return error_page(
+                request, 404, "There is no such plot, or you may not see it.", user=user,
+                link=login_url(prefix, here) if anonymous else None,
+                link_text="Log in" if anonymous else "Back to my plots")
+        return error_page(request, exc.status, exc.detail, user=user)
+    scripts = "".join(f'<script defer src="{html.escape(bokeh_url(prefix, f))}"></script>\n'
+                      for f in BOKEH_FILES)
+    head = render("viewer_head.html", doc_id=doc_id, version=meta["version"],
+                  scripts=Safe(scripts), viewer_js=asset_url(prefix, "viewer.js"))
+    content = render("viewer.html", title=meta["title"], doc_id=doc_id,
+                     version=meta["version"], payload=script_json(body))
+    return page(request, meta["title"], content, user=user, head=head, kind="viewer")
+
+
+@router.get("/embed/{doc_id}.js")
+async def embed(request: Request, doc_id: str) -> Response:
+    """Autoload script: `<script src=".../embed/ID.js?share=KEY"></script>` renders the
+    document right after itself, loading BokehJS from here when the page has none."""
+    headers = {"Cache-Control": "no-cache", "Vary": "Cookie, Authorization",
+               "X-Content-Type-Options": "nosniff"}
+    try:
+        _, meta, body = await readable(request, doc_id)
+    except PlotlineError as exc:
+        reason = ("authentication required: publish it or use a share link"
+                  if exc.status == 401 else exc.detail)
+        message = f"Plotline: cannot embed document {doc_id!r}: {reason} (HTTP {exc.status})"
+        return Response(render("embed_error.js", message=script_json(message)), exc.status,
+                        media_type=JS, headers=headers)
+    config = {"id": doc_id, "version": meta["version"],
+              "bokeh_base": f"../static/bokeh/{quote(BOKEH_VERSION)}/",
+              "bokeh_files": list(BOKEH_FILES)}
+    text = render("embed.js", payload=script_json(body), config=script_json(config))
+    return Response(text, media_type=JS, headers=headers)
+
+
+# --- static files --------------------------------------------------------------------------
+
+def _static_404() -> Response:
+    return Response("not found\n", 404, media_type="text/plain")
+
+
+@router.api_route("/static/bokeh/{version}/{path:path}", methods=["GET", "HEAD"])
+async def bokeh_static(version: str, path: str) -> Response:
+    """BokehJS from the installed wheel; the version in the URL makes it cacheable forever."""
+    parts = path.split("/")
+    if version != BOKEH_VERSION or any(p in ("", ".", "..") or "\\" in p or "\0" in p
+                                       for p in parts):
+        return _static_404()
+    file = (BOKEH_STATIC / path).resolve()
+    if not file.is_relative_to(BOKEH_STATIC) or not file.is_file():
+        return _static_404()
+    return FileResponse(file, headers={"Cache-Control": IMMUTABLE,
+                                       "X-Content-Type-Options": "nosniff"})
+
+
+@router.api_route("/static/plotline/{name}", methods=["GET", "HEAD"])
+async def plotline_static(name: str) -> Response:
+    """The pages' own script and style sheet."""
+    if name not in ASSETS:
+        return _static_404()
+    return Response(ASSETS[name], media_type=ASSET_TYPES[Path(name).suffix],
+                    headers={"Cache-Control": "public, max-age=86400",
+                             "X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,129 @@
+"""Docs storage: metadata in the key-value store (compare-and-set), content in the blob store.
+
+A content write puts the new document under a fresh blob name first, then moves the
+metadata to it by compare-and-set; the loser of a race deletes its blob. Readers therefore
+see the old or the new document, never a mix, and nothing partial is ever referenced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections import OrderedDict
+from typing import Any
+
+from services.common.errors import Conflict
+from services.common.stores.blob import BlobNotFound, BlobStore
+from services.common.stores.kv import KVStore, VersionConflict
+
+from .model import Doc
+
+Meta = dict[str, Any]
+
+
+def _title_key(owner: str, title: str) -> str:
+    return f"title:{owner}:{hashlib.sha256(title.encode()).hexdigest()[:32]}"
+
+
+class DocsRepository:
+    def __init__(self, kv: KVStore, blobs: BlobStore, parsed_cache: int = 64) -> None:
+        self.kv = kv
+        self.blobs = blobs
+        # parsed documents by blob name (immutable once written), most recent last
+        self._parsed: OrderedDict[str, Doc] = OrderedDict()
+        self._parsed_max = parsed_cache
+
+    # metadata
+    async def get_meta(self, doc_id: str) -> tuple[Meta, int] | None:
+        found = await self.kv.get(f"doc:{doc_id}")
+        return (json.loads(found.value), found.version) if found else None
+
+    async def put_meta(self, meta: Meta, expect: int) -> int:
+        return await self.kv.put(f"doc:{meta['id']}", json.dumps(meta).encode(), expect=expect)
+
+    # content
+    async def load_doc(self, meta: Meta) -> Doc:
+        """The stored document (shared, read-only: copy() before changing it)."""
+        name = meta["blob"]
+        doc = self._parsed.get(name)
+        if doc is None:
+            doc = Doc.from_store(await self.blobs.get(name))
+            self._parsed[name] = doc
+            if len(self._parsed) > self._parsed_max:
+                self._parsed.popitem(last=False)
+        else:
+            self._parsed.move_to_end(name)
+        return doc
+
+    async def write_doc(self, doc_id: str, version: int, doc: Doc) -> str:
+        name = f"docs/{doc_id}/v{version}-{secrets.token_hex(4)}.json"
+        await self.blobs.put(name, doc.to_store())
+        self._parsed[name] = doc
+        return name
+
+    async def drop_blob(self, name: str) -> None:
+        self._parsed.pop(name, None)
+        try:
+            await self.blobs.delete(name)
+        except BlobNotFound:
+            pass
+
+    async def commit(self, meta: Meta, kv_version: int, doc: Doc | None) -> int:
+        """Store meta (and the new content, if any) atomically against `kv_version`.
+
+        Raises VersionConflict when someone else wrote first; nothing is then changed."""
+        old_blob = None
+        if doc is not None:
+            old_blob = meta.get("blob")
+            meta["blob"] = await self.write_doc(meta["id"], meta["version"], doc)
+        try:
+            new_kv = await self.put_meta(meta, kv_version)
+        except VersionConflict:
+            if doc is not None:
+                await self.drop_blob(meta["blob"])
+            raise
+        if old_blob and old_blob != meta["blob"]:
+            await self.drop_blob(old_blob)
+        return new_kv
+
+    # titles are unique per owner: an index key created with expect=0
+    async def reserve_title(self, owner: str, title: str, doc_id: str) -> None:
+        try:
+            await self.kv.put(_title_key(owner, title), doc_id.encode(), expect=0)
+        except VersionConflict as exc:
+            raise Conflict(f"you already have a document titled {title!r}",
+                           code="title_taken") from exc
+
+    async def release_title(self, owner: str, title: str, doc_id: str) -> None:
+        found = await self.kv.get(_title_key(owner, title))
+        if found and found.value.decode() == doc_id:
+            await self.kv.delete(_title_key(owner, title), expect=found.version)
+
+    # small id lists (a user's documents, documents shared with a user, a source's users)
+    async def list_members(self, key: str) -> list[str]:
+        found = await self.kv.get(key)
+        return json.loads(found.value) if found else []
+
+    async def update_members(self, key: str, *, add: set[str] = frozenset(),
+                             remove: set[str] = frozenset()) -> None:
+        if not add and not remove:
+            return
+        while True:
+            found = await self.kv.get(key)
+            members = json.loads(found.value) if found else []
+            new = [m for m in members if m not in remove] + sorted(
+                a for a in add if a not in members)
+            try:
+                if new:
+                    await self.kv.put(key, json.dumps(new).encode(),
+                                      expect=found.version if found else 0)
+                elif found:
+                    await self.kv.delete(key, expect=found.version)
+                return
+            except VersionConflict:
+                continue
+
+    async def delete_meta(self, meta: Meta, kv_version: int) -> None:
+        await self.kv.delete(f"doc:{meta['id']}", expect=kv_version)
+        await self.drop_blob(meta["blob"])

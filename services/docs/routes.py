@@ -1,0 +1,252 @@
+"""Docs HTTP routes (thin): documents, sharing, objects, garbage."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from pydantic import BaseModel, Field
+
+from services.common.deps import CurrentUser, MaybeUser
+from services.common.errors import BadRequest, NotFound
+from services.common.names import SERVICE_PREFIXES
+
+from .access import Right
+from .model import Doc
+from .service import DocsService, summary
+from .sharing import Sharing
+
+router = APIRouter(prefix=SERVICE_PREFIXES["docs"], tags=["docs"])
+JSON = "application/json"
+
+
+def get_docs(request: Request) -> DocsService:
+    return request.app.state.docs
+
+
+def get_sharing(request: Request) -> Sharing:
+    return request.app.state.sharing
+
+
+Docs = Annotated[DocsService, Depends(get_docs)]
+Shares = Annotated[Sharing, Depends(get_sharing)]
+ShareKey = Annotated[str | None, Query(alias="share", max_length=100)]
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def if_match(value: str | None = Header(default=None, alias="If-Match")) -> int | None:
+    """`If-Match: "7"` (or 7) -> 7; absent or `*` -> None."""
+    if value is None or value.strip() == "*":
+        return None
+    try:
+        return int(value.strip().removeprefix("W/").strip('"'))
+    except ValueError:
+        raise BadRequest("If-Match must be a document version ETag such as \"7\"") from None
+
+
+IfMatch = Annotated[int | None, Depends(if_match)]
+
+
+def tagged(meta: dict[str, Any], response: Response) -> dict[str, Any]:
+    response.headers["ETag"] = f'"{meta["version"]}"'
+    return summary(meta)
+
+
+class CreateIn(BaseModel):
+    title: Title
+    doc: dict[str, Any] | None = Field(
+        default=None, description="Bokeh Document.to_json() or json_item() output")
+
+
+class ReplaceIn(BaseModel):
+    doc: dict[str, Any]
+    title: Title | None = None
+
+
+class PatchIn(BaseModel):
+    events: list[dict[str, Any]] = Field(max_length=100_000)
+
+
+class AclIn(BaseModel):
+    readers: list[Name] = Field(default_factory=list, max_length=1000)
+    writers: list[Name] = Field(default_factory=list, max_length=1000)
+
+
+class CloneIn(BaseModel):
+    title: Title | None = None
+
+
+@router.get("/")
+async def list_documents(user: MaybeUser, docs: Docs) -> list[dict[str, Any]]:
+    """The documents I may read, most recently changed first."""
+    return await docs.list_for(user)
+
+
+@router.post("/", status_code=status.HTTP_201_CREATED)
+async def create_document(body: CreateIn, user: CurrentUser, docs: Docs,
+                          response: Response) -> dict[str, Any]:
+    """Store a Bokeh document under a title unique among mine."""
+    return tagged(await docs.create(user, body.title, body.doc), response)
+
+
+@router.get("/{doc_id}")
+async def get_document(doc_id: str, user: MaybeUser, docs: Docs, share: ShareKey = None,
+                       if_none_match: str | None = Header(default=None)) -> Response:
+    """`{id, title, owner, version, published, doc}` with the version as ETag."""
+    meta, body = await docs.read(doc_id, user, share)
+    etag = f'"{meta["version"]}"'
+    if if_none_match == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, media_type=JSON, headers={"ETag": etag})
+
+
+@router.put("/{doc_id}")
+async def replace_document(doc_id: str, body: ReplaceIn, user: MaybeUser, docs: Docs,
+                           response: Response, version: IfMatch) -> dict[str, Any]:
+    """Replace the whole document (412 when If-Match is stale)."""
+    return tagged(await docs.replace(doc_id, user, body.doc, body.title, version), response)
+
+
+@router.patch("/{doc_id}")
+async def patch_document(doc_id: str, body: PatchIn, user: MaybeUser, docs: Docs,
+                         response: Response, version: IfMatch) -> dict[str, Any]:
+    """Apply Bokeh patch events, all or none."""
+    return tagged(await docs.patch(doc_id, user, body.events, version), response)
+
+
+@router.delete("/{doc_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_document(doc_id: str, user: MaybeUser, sharing: Shares,
+                          data: str = "keep") -> None:
+    """Delete; `data=orphans|force` also drops the data sources it bound."""
+    await sharing.delete(doc_id, user, data)
+
+
+@router.post("/{doc_id}/publish")
+async def publish(doc_id: str, user: MaybeUser, sharing: Shares,
+                  response: Response) -> dict[str, Any]:
+    """Make the document readable by anyone."""
+    return tagged(await sharing.set_published(doc_id, user, True), response)
+
+
+@router.delete("/{doc_id}/publish")
+async def unpublish(doc_id: str, user: MaybeUser, sharing: Shares,
+                    response: Response) -> dict[str, Any]:
+    """Make the document private again."""
+    return tagged(await sharing.set_published(doc_id, user, False), response)
+
+
+@router.post("/{doc_id}/share", status_code=status.HTTP_201_CREATED)
+async def share(doc_id: str, user: MaybeUser, sharing: Shares) -> dict[str, Any]:
+    """Create a secret link; its key is shown here only."""
+    return await sharing.share(doc_id, user)
+
+
+@router.delete("/{doc_id}/share")
+async def unshare(doc_id: str, user: MaybeUser, sharing: Shares, response: Response,
+                  share_id: str | None = None) -> dict[str, Any]:
+    """Revoke one share link (`share_id`) or all of them."""
+    return tagged(await sharing.unshare(doc_id, user, share_id), response)
+
+
+@router.put("/{doc_id}/acl")
+async def set_acl(doc_id: str, body: AclIn, user: MaybeUser, sharing: Shares,
+                  response: Response) -> dict[str, Any]:
+    """Set who may read and who may write."""
+    meta = await sharing.set_acl(doc_id, user, body.readers, body.writers)
+    return {**tagged(meta, response), "readers": meta["readers"], "writers": meta["writers"]}
+
+
+@router.post("/{doc_id}/clone", status_code=status.HTTP_201_CREATED)
+async def clone(doc_id: str, user: CurrentUser, docs: Docs, response: Response,
+                body: CloneIn | None = None, share: ShareKey = None) -> dict[str, Any]:
+    """Copy a document I may read into a new one of mine."""
+    return tagged(await docs.clone(doc_id, user, body.title if body else None, share),
+                  response)
+
+
+# --- objects (the seed's Backbone layer) ---------------------------------------------------
+
+@router.get("/{doc_id}/objects")
+async def list_objects(doc_id: str, user: MaybeUser, docs: Docs, share: ShareKey = None,
+                       type: str | None = None, ids: str | None = None) -> list[dict]:
+    """Every model, or those of one type, or those with the given ids (`ids=a,b,c`)."""
+    _, doc = await docs.load(doc_id, user, share)
+    wanted = doc.ids_of_type(type) if type else list(doc.models)
+    if ids is not None:
+        asked = [i for i in ids.split(",") if i]
+        missing = [i for i in asked if i not in doc.models]
+        if missing:
+            raise NotFound(f"no such objects: {', '.join(missing[:10])}")
+        wanted = [i for i in asked if i in set(wanted)]
+    return [doc.model(i) for i in wanted]
+
+
+@router.post("/{doc_id}/objects", status_code=status.HTTP_201_CREATED)
+async def add_object(doc_id: str, rep: dict[str, Any], user: MaybeUser, docs: Docs,
+                     response: Response, version: IfMatch) -> dict[str, Any]:
+    """Add a model (a Bokeh object rep, may nest new ones)."""
+    added: list[str] = []
+    meta = await docs.change_objects(doc_id, user, lambda d: added.append(d.add_object(rep)),
+                                     version)
+    return {**tagged(meta, response), "object": added[0]}
+
+
+@router.get("/{doc_id}/objects/{obj_id}")
+async def get_object(doc_id: str, obj_id: str, user: MaybeUser, docs: Docs,
+                     share: ShareKey = None) -> dict[str, Any]:
+    """One model with every model it references."""
+    _, doc = await docs.load(doc_id, user, share)
+    return _object(doc, obj_id, doc.object_with_refs)
+
+
+@router.put("/{doc_id}/objects/{obj_id}")
+async def replace_object(doc_id: str, obj_id: str, rep: dict[str, Any], user: MaybeUser,
+                         docs: Docs, response: Response, version: IfMatch) -> dict[str, Any]:
+    """Replace one model."""
+    meta = await docs.change_objects(
+        doc_id, user, lambda d: _object(d, obj_id, d.replace_object, rep), version)
+    return tagged(meta, response)
+
+
+@router.patch("/{doc_id}/objects/{obj_id}")
+async def patch_object(doc_id: str, obj_id: str, attributes: dict[str, Any], user: MaybeUser,
+                       docs: Docs, response: Response, version: IfMatch) -> dict[str, Any]:
+    """Change some attributes of one model."""
+    meta = await docs.change_objects(
+        doc_id, user, lambda d: _object(d, obj_id, d.patch_object, attributes), version)
+    return tagged(meta, response)
+
+
+@router.delete("/{doc_id}/objects/{obj_id}")
+async def delete_object(doc_id: str, obj_id: str, user: MaybeUser, docs: Docs,
+                        response: Response, version: IfMatch) -> dict[str, Any]:
+    """Delete one model no other model references."""
+    meta = await docs.change_objects(doc_id, user,
+                                     lambda d: _object(d, obj_id, d.delete_object), version)
+    return tagged(meta, response)
+
+
+def _object(doc: Doc, obj_id: str, action: Any, *args: Any) -> Any:
+    if obj_id not in doc.models:
+        raise NotFound(f"no object {obj_id!r} in this document")
+    return action(obj_id, *args)
+
+
+# --- garbage -------------------------------------------------------------------------------
+
+@router.get("/{doc_id}/gc")
+async def list_garbage(doc_id: str, user: MaybeUser, docs: Docs) -> dict[str, Any]:
+    """Models unreachable from the roots."""
+    meta, doc = await docs.load(doc_id, user, need=Right.WRITE)
+    return {"version": meta["version"], "garbage": doc.garbage()}
+
+
+@router.post("/{doc_id}/gc")
+async def collect_garbage(doc_id: str, user: MaybeUser, docs: Docs,
+                          response: Response) -> dict[str, Any]:
+    """Delete the models unreachable from the roots."""
+    removed: list[str] = []
+    meta = await docs.change_objects(doc_id, user,
+                                     lambda d: removed.extend(d.collect_garbage()))
+    return {**tagged(meta, response), "removed": removed}

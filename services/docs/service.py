@@ -1,0 +1,225 @@
+"""Docs logic: documents, patches, objects, garbage. Sharing lives in sharing.py.
+
+Every change goes through `_write`: read the metadata, check the right, apply the change to
+a copy, commit by compare-and-set (retrying a lost race unless the caller sent If-Match),
+and only then publish the event whose `seq` is the new document version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from services.common.bus import Bus
+from services.common.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from services.common.events import DocsVerb
+from services.common.identity import Principal
+from services.common.stores.kv import VersionConflict
+
+from .access import Right, require, rights
+from .config import DocsSettings
+from .model import Doc, DocumentError, ModelExists, ModelInUse
+from .repository import DocsRepository, Meta
+
+# A change: given the metadata (to edit in place) and a private copy of the content (None
+# for metadata-only changes), return the event data and the content to store.
+Mutation = Callable[[Meta, Doc | None], tuple[dict[str, Any], Doc | None]]
+
+
+def user_of(principal: Principal | None) -> str | None:
+    return principal.username if principal else None
+
+
+def parse_doc(data: Any, title: str | None = None) -> Doc:
+    try:
+        return Doc.from_bokeh(data, title=title) if data is not None else Doc.empty(title or "")
+    except DocumentError as exc:
+        raise Unprocessable(str(exc), code="invalid_document") from exc
+
+
+def summary(meta: Meta) -> dict[str, Any]:
+    return {k: meta[k] for k in ("id", "title", "owner", "version", "published", "created",
+                                 "updated")}
+
+
+class DocsService:
+    def __init__(self, settings: DocsSettings, repo: DocsRepository, bus: Bus) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.bus = bus
+        self._rendered: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._rendered_bytes = 0
+        # writers of one document in this process queue up instead of racing the CAS
+        self._locks = [asyncio.Lock() for _ in range(256)]
+
+    async def meta(self, doc_id: str) -> tuple[Meta, int]:
+        found = await self.repo.get_meta(doc_id) if doc_id.isalnum() else None
+        if found is None:
+            raise NotFound("no such document")
+        return found
+
+    # create and list
+    async def create(self, principal: Principal, title: str, data: Any) -> Meta:
+        doc = parse_doc(data, title)
+        doc.title = title
+        now = time.time()
+        meta = {"id": secrets.token_hex(8), "title": title, "owner": principal.username,
+                "version": 1, "published": False, "readers": [], "writers": [],
+                "shares": {}, "created": now, "updated": now, "sources": doc.bound_sources()}
+        await self.repo.reserve_title(meta["owner"], title, meta["id"])
+        try:
+            meta["blob"] = await self.repo.write_doc(meta["id"], 1, doc)
+            await self.repo.put_meta(meta, expect=0)
+        except BaseException:
+            await self.repo.release_title(meta["owner"], title, meta["id"])
+            raise
+        await self.repo.update_members(f"docs-of:{meta['owner']}", add={meta["id"]})
+        await self._track_sources(meta["id"], set(), set(meta["sources"]))
+        await self.bus.publish(meta["id"], DocsVerb.CREATED, {"title": title},
+                               actor=meta["owner"], seq=1)
+        return meta
+
+    async def list_for(self, principal: Principal | None) -> list[dict[str, Any]]:
+        if principal is None:
+            return []
+        user = principal.username
+        ids = await self.repo.list_members(f"docs-of:{user}")
+        ids += [i for i in await self.repo.list_members(f"shared-with:{user}") if i not in ids]
+        out = []
+        for doc_id in ids:
+            found = await self.repo.get_meta(doc_id)
+            if found and rights(found[0], user) >= Right.READ:
+                out.append({**summary(found[0]), "rights": rights(found[0], user).name.lower()})
+        return sorted(out, key=lambda m: -m["updated"])
+
+    # read
+    async def read(self, doc_id: str, principal: Principal | None,
+                   share: str | None = None) -> tuple[Meta, bytes]:
+        """The document's JSON answer, rendered once per version and cached."""
+        meta, _ = await self.meta(doc_id)
+        require(meta, user_of(principal), Right.READ, share)
+        key = (doc_id, meta["version"])
+        body = self._rendered.get(key)
+        if body is None:
+            doc = await self.repo.load_doc(meta)
+            body = json.dumps({**summary(meta), "doc": doc.to_bokeh()},
+                              separators=(",", ":")).encode()
+            self._remember(key, body)
+        return meta, body
+
+    def _remember(self, key: tuple[str, int], body: bytes) -> None:
+        self._rendered[key] = body
+        self._rendered_bytes += len(body)
+        while self._rendered_bytes > self.settings.cache_bytes and self._rendered:
+            _, old = self._rendered.popitem(last=False)
+            self._rendered_bytes -= len(old)
+
+    async def load(self, doc_id: str, principal: Principal | None, share: str | None = None,
+                   need: Right = Right.READ) -> tuple[Meta, Doc]:
+        meta, _ = await self.meta(doc_id)
+        require(meta, user_of(principal), need, share)
+        return meta, await self.repo.load_doc(meta)
+
+    # the one write path
+    async def _write(self, doc_id: str, principal: Principal | None, need: Right,
+                     verb: DocsVerb, mutate: Mutation, *, content: bool,
+                     if_match: int | None = None) -> Meta:
+        async with self._locks[hash(doc_id) % len(self._locks)]:
+            for _ in range(self.settings.max_write_retries):
+                meta, kv_version = await self.meta(doc_id)
+                require(meta, user_of(principal), need)
+                if if_match is not None and if_match != meta["version"]:
+                    raise PreconditionFailed(
+                        f"document is at version {meta['version']}, not {if_match}")
+                old = dict(meta)
+                doc = (await self.repo.load_doc(meta)).copy() if content else None
+                try:
+                    data, doc = mutate(meta, doc)
+                except (ModelExists, ModelInUse) as exc:
+                    raise Conflict(str(exc), code="model_conflict") from exc
+                except DocumentError as exc:
+                    raise Unprocessable(str(exc), code="invalid_document") from exc
+                if doc is not None:
+                    meta["title"] = doc.title or meta["title"]
+                    meta["sources"] = doc.bound_sources()
+                meta["version"] += 1
+                meta["updated"] = time.time()
+                renamed = meta["title"] != old["title"]
+                if renamed:
+                    await self.repo.reserve_title(meta["owner"], meta["title"], doc_id)
+                try:
+                    await self.repo.commit(meta, kv_version, doc)
+                except VersionConflict:
+                    if renamed:
+                        await self.repo.release_title(meta["owner"], meta["title"], doc_id)
+                    if if_match is not None:
+                        raise PreconditionFailed("document changed meanwhile") from None
+                    continue
+                if renamed:
+                    await self.repo.release_title(meta["owner"], old["title"], doc_id)
+                await self._after_commit(old, meta)
+                await self.bus.publish(doc_id, verb, data, actor=user_of(principal),
+                                       seq=meta["version"])
+                return meta
+        raise Conflict("too many concurrent writers; try again", code="busy")
+
+    async def _after_commit(self, old: Meta, new: Meta) -> None:
+        await self._track_sources(new["id"], set(old["sources"]), set(new["sources"]))
+        before = set(old["readers"]) | set(old["writers"])
+        after = set(new["readers"]) | set(new["writers"])
+        for user in after - before:
+            await self.repo.update_members(f"shared-with:{user}", add={new["id"]})
+        for user in before - after:
+            await self.repo.update_members(f"shared-with:{user}", remove={new["id"]})
+
+    async def _track_sources(self, doc_id: str, before: set[str], after: set[str]) -> None:
+        for source in after - before:
+            await self.repo.update_members(f"source-docs:{source}", add={doc_id})
+        for source in before - after:
+            await self.repo.update_members(f"source-docs:{source}", remove={doc_id})
+
+    # content changes
+    async def replace(self, doc_id: str, principal: Principal | None, data: Any,
+                      title: str | None, if_match: int | None) -> Meta:
+        new = parse_doc(data, title)
+
+        def mutate(meta: Meta, _: Doc | None) -> tuple[dict[str, Any], Doc]:
+            doc = new.copy()
+            # the stored title stays unless renamed here (a Bokeh document's own title is
+            # often just the default "Bokeh Application")
+            doc.title = title or meta["title"]
+            return {"reload": True}, doc
+
+        return await self._write(doc_id, principal, Right.WRITE, DocsVerb.REPLACED, mutate,
+                                 content=True, if_match=if_match)
+
+    async def patch(self, doc_id: str, principal: Principal | None, events: list[Any],
+                    if_match: int | None = None) -> Meta:
+        def mutate(_: Meta, doc: Doc | None) -> tuple[dict[str, Any], Doc | None]:
+            doc.apply_events(events)  # type: ignore[union-attr]
+            return {"events": events}, doc
+
+        return await self._write(doc_id, principal, Right.WRITE, DocsVerb.PATCHED, mutate,
+                                 content=True, if_match=if_match)
+
+    async def change_objects(self, doc_id: str, principal: Principal | None,
+                             change: Callable[[Doc], Any],
+                             if_match: int | None = None) -> Meta:
+        """Object-layer and GC writes: viewers reload (no Bokeh event describes them)."""
+        def mutate(_: Meta, doc: Doc | None) -> tuple[dict[str, Any], Doc | None]:
+            change(doc)  # type: ignore[arg-type]
+            return {"reload": True}, doc
+
+        return await self._write(doc_id, principal, Right.WRITE, DocsVerb.REPLACED, mutate,
+                                 content=True, if_match=if_match)
+
+    async def clone(self, doc_id: str, principal: Principal, title: str | None,
+                    share: str | None = None) -> Meta:
+        meta, doc = await self.load(doc_id, principal, share)
+        return await self.create(principal, title or f"{meta['title']} (copy)",
+                                 doc.copy().to_bokeh())

@@ -1,0 +1,107 @@
+"""Who else sees a document: publishing, secret share links, ACLs, deletion, and the
+`plotline.docs.access` answer that push and data rely on."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from services.common.errors import NotFound, Unprocessable
+from services.common.events import DocsVerb
+from services.common.identity import Principal
+
+from .access import Right, require, rights, share_digest
+from .model import Doc
+from .repository import Meta
+from .service import DocsService, user_of
+
+DATA_MODES = ("keep", "orphans", "force")
+
+
+class Sharing:
+    def __init__(self, docs: DocsService) -> None:
+        self.docs = docs
+
+    async def set_published(self, doc_id: str, principal: Principal | None,
+                            published: bool) -> Meta:
+        def mutate(meta: Meta, _: Doc | None) -> tuple[dict[str, Any], None]:
+            meta["published"] = published
+            return {"sources": meta["sources"]}, None
+
+        verb = DocsVerb.PUBLISHED if published else DocsVerb.UNPUBLISHED
+        return await self.docs._write(doc_id, principal, Right.ADMIN, verb, mutate,
+                                      content=False)
+
+    async def share(self, doc_id: str, principal: Principal | None) -> dict[str, Any]:
+        key, share_id = secrets.token_urlsafe(24), secrets.token_hex(6)
+
+        def mutate(meta: Meta, _: Doc | None) -> tuple[dict[str, Any], None]:
+            meta["shares"][share_id] = {"digest": share_digest(key), "created": time.time()}
+            return {"share_id": share_id, "sources": meta["sources"]}, None
+
+        meta = await self.docs._write(doc_id, principal, Right.ADMIN, DocsVerb.SHARED, mutate,
+                                      content=False)
+        url = f"{self.docs.settings.public_url}/plots/{doc_id}?share={key}"
+        return {"share_id": share_id, "key": key, "url": url, "version": meta["version"]}
+
+    async def unshare(self, doc_id: str, principal: Principal | None,
+                      share_id: str | None) -> Meta:
+        def mutate(meta: Meta, _: Doc | None) -> tuple[dict[str, Any], None]:
+            if share_id is not None and share_id not in meta["shares"]:
+                raise NotFound("no such share link")
+            gone = [share_id] if share_id else list(meta["shares"])
+            for s in gone:
+                del meta["shares"][s]
+            return {"share_ids": gone, "sources": meta["sources"]}, None
+
+        return await self.docs._write(doc_id, principal, Right.ADMIN, DocsVerb.UNSHARED,
+                                      mutate, content=False)
+
+    async def set_acl(self, doc_id: str, principal: Principal | None, readers: list[str],
+                      writers: list[str]) -> Meta:
+        def mutate(meta: Meta, _: Doc | None) -> tuple[dict[str, Any], None]:
+            meta["writers"] = sorted(set(writers) - {meta["owner"]})
+            meta["readers"] = sorted(set(readers) - set(meta["writers"]) - {meta["owner"]})
+            return {"readers": meta["readers"], "writers": meta["writers"],
+                    "sources": meta["sources"]}, None
+
+        return await self.docs._write(doc_id, principal, Right.ADMIN, DocsVerb.ACL_CHANGED,
+                                      mutate, content=False)
+
+    async def delete(self, doc_id: str, principal: Principal | None, data: str) -> None:
+        if data not in DATA_MODES:
+            raise Unprocessable(f"data must be one of {', '.join(DATA_MODES)}")
+        repo = self.docs.repo
+        async with self.docs._locks[hash(doc_id) % len(self.docs._locks)]:
+            meta, kv_version = await self.docs.meta(doc_id)
+            require(meta, user_of(principal), Right.ADMIN)
+            await repo.delete_meta(meta, kv_version)
+            await repo.release_title(meta["owner"], meta["title"], doc_id)
+            await repo.update_members(f"docs-of:{meta['owner']}", remove={doc_id})
+            for user in set(meta["readers"]) | set(meta["writers"]):
+                await repo.update_members(f"shared-with:{user}", remove={doc_id})
+            drop = []
+            for source in meta["sources"]:
+                users = await repo.list_members(f"source-docs:{source}")
+                if data == "force" or (data == "orphans" and set(users) <= {doc_id}):
+                    drop.append(source)
+            await self.docs._track_sources(doc_id, set(meta["sources"]), set())
+        await self.docs.bus.publish(
+            doc_id, DocsVerb.DELETED,
+            {"data": data, "drop_sources": drop, "sources": meta["sources"],
+             "owner": meta["owner"]},
+            actor=user_of(principal), seq=meta["version"] + 1)
+
+    async def access(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer of `plotline.docs.access`: {doc, user?, share?} -> rights and version."""
+        doc_id = request.get("doc")
+        found = await self.docs.repo.get_meta(doc_id) if isinstance(doc_id, str) and (
+            doc_id.isalnum()) else None
+        if found is None:
+            return {"ok": False, "error": "not_found"}
+        meta = found[0]
+        have = rights(meta, request.get("user"), request.get("share"))
+        return {"ok": True, "read": have >= Right.READ, "write": have >= Right.WRITE,
+                "version": meta["version"], "sources": meta["sources"],
+                "published": meta["published"]}

@@ -1,0 +1,2 @@
+// Plotline embed script: this document cannot be shown here.
+console.error($message);
