@@ -89,7 +89,7 @@ def test_patch_and_if_match(multi_server, account):
 
 @pytest.mark.parametrize("events", [
     [{"kind": "Explode", "model": {"id": "x"}}],                               # unknown kind
-    [{"kind": "ModelChanged", "model": {"id": "nope"}, "attr": "x", "new": 1}],  # missing model
+    [{"kind": "ModelChanged", "model": {"id": "nope"}, "attr": "x", "new": 1}],  # no such model
     [{"kind": "RootAdded", "model": {"id": "dangling"}}],                      # bad reference
     [{"kind": "TitleChanged"}],                                                 # missing field
 ])
@@ -224,7 +224,7 @@ def test_objects_layer(multi_server, account):
     r = c.patch(f"{base}/{root}", json={"title": None}, headers=h)
     assert r.status_code == 200 and r.json()["version"] == 2
     r = c.delete(f"{base}/{cds}", headers=h)  # still used by the renderers
-    assert r.status_code == 409 and error_of(r) == "model_conflict"
+    assert r.status_code == 409 and error_of(r) == "model_in_use"
     new = {"type": "object", "name": "ColumnDataSource", "id": "extra-cds",
            "attributes": {"data": {"type": "map", "entries": [["a", [1, 2]]]}}}
     r = c.post(base, json=new, headers=h)

@@ -17,7 +17,6 @@ import functools
 import json
 import math
 import random
-import warnings
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,9 @@ from services.docs.model import Doc, DocumentError
 CASES = 300
 KINDS = ("li", "lf", "ls", "af", "ai", "img")
 
-warnings.filterwarnings("ignore", message=".*columns must be of the same length.*")
+# Random columns often differ in length; bokeh warns about it, and pytest recording
+# thousands of those warnings costs seconds.
+pytestmark = pytest.mark.filterwarnings("ignore:ColumnDataSource's columns must be")
 
 
 # --- comparing documents ---------------------------------------------------------------------
@@ -224,9 +225,8 @@ def op_stream(rng: random.Random, doc: Document) -> None:
         return op_title(rng, doc)
     src = rng.choice(live(doc, ColumnDataSource))
     k = rng.randint(0, 4)
-    kinds = [column_kind(c) for c in src.data] or rng.sample(KINDS, 2)
-    names = list(src.data) or [f"{kind}{i}" for i, kind in enumerate(kinds)]
-    new = {name: rand_values(rng, kind, k, for_stream=True) for name, kind in zip(names, kinds)}
+    names = list(src.data) or [f"{kind}{i}" for i, kind in enumerate(rng.sample(KINDS, 2))]
+    new = {name: rand_values(rng, column_kind(name), k, for_stream=True) for name in names}
     total = max((len(v) for v in src.data.values()), default=0) + k
     rollover = rng.choice([None, None, rng.randint(0, total + 2), max(k - 1, 0)])
     src.stream(new, rollover=rollover)
@@ -322,12 +322,25 @@ def op_root_removed(rng: random.Random, doc: Document) -> None:
         doc.remove_root(rng.choice(doc.roots))
 
 
+def op_root_readded(rng: random.Random, doc: Document) -> None:
+    # removed, changed while detached (no events), added back: arrives as a full rep
+    plots = [r for r in doc.roots if isinstance(r, Plot)]
+    if not plots:
+        return op_root_added(rng, doc)
+    plot = rng.choice(plots)
+    doc.remove_root(plot)
+    plot.width = rng.randint(100, 900)
+    for renderer in plot.renderers[:1]:
+        renderer.data_source.data = {"li0": rand_values(rng, "li", 2)}
+    doc.add_root(plot)
+
+
 def op_title(rng: random.Random, doc: Document) -> None:
     doc.title = rng.choice(["", "new title", f"t{rng.randint(0, 99)}", "ünï"])
 
 
 OPS = [(op_stream, 5), (op_patch, 5), (op_scalar, 3), (op_new_models, 2),
-       (op_root_added, 1), (op_root_removed, 1), (op_title, 1)]
+       (op_root_added, 1), (op_root_removed, 1), (op_root_readded, 1), (op_title, 1)]
 
 
 def record(doc: Document, rng: random.Random, n_ops: int) -> list[dict]:
@@ -358,6 +371,15 @@ def chunks(rng: random.Random, events: list) -> list[list]:
     return out
 
 
+def split_after_root_removed(batch: list[dict]) -> list[list[dict]]:
+    parts: list[list[dict]] = [[]]
+    for event in batch:
+        parts[-1].append(event)
+        if event["kind"] == "RootRemoved":
+            parts.append([])
+    return [part for part in parts if part]
+
+
 # --- the proof ------------------------------------------------------------------------------
 
 
@@ -378,7 +400,10 @@ def test_events_match_bokeh(seed: int) -> None:
     theirs = Document.from_json(wire(start))
     for batch in chunks(random.Random(-seed), events):  # in batches of 1 to 3 events
         ours.apply_events(wire(batch))
-        theirs.apply_json_patch({"events": wire(batch)})
+        # bokeh decodes a whole batch before applying any of it, which loses a root removed
+        # and added back in one batch (test_root_removed_changed_and_added_back): split there
+        for part in split_after_root_removed(batch):
+            theirs.apply_json_patch({"events": wire(part)})
 
     out = ours.to_bokeh()
     assert canonical(out) == canonical(now)  # we hold just what the live document holds
@@ -430,6 +455,74 @@ def test_partial_column_data_changed_keeps_other_columns() -> None:
     assert list(theirs.get_model_by_id(src.id).data) == ["x"]  # bokeh's surprise
 
 
+@pytest.mark.filterwarnings("ignore:reference already known")  # bokeh, batched below
+def test_root_removed_changed_and_added_back() -> None:
+    """bokeh forgets a removed root; added back it arrives as a full rep (changed while it
+    was detached, which sends no events). We kept it as garbage: the rep must win."""
+    src = ColumnDataSource(data={"x": [1, 2]})
+    plot = Plot(x_range=Range1d(0, 1), y_range=Range1d(0, 1), title=Title(text="before"))
+    plot.renderers.append(GlyphRenderer(data_source=src, glyph=Scatter(x="x", y="x")))
+    live_doc = Document()
+    live_doc.add_root(plot)
+    live_doc.add_root(Div(text="stays"))
+    start = bokeh_json(live_doc)
+    events: list[dict] = []
+
+    def collect(event: Any) -> None:
+        serializer = Serializer(references=live_doc.models.synced_references, deferred=False)
+        events.append(wire(serializer.encode(event)))
+        live_doc.models.flush_synced(lambda model: not serializer.has_ref(model))
+
+    live_doc.on_change(collect)
+    live_doc.remove_root(plot)
+    plot.title.text = "while away"
+    src.data = {"x": [7, 8, 9]}
+    live_doc.add_root(plot)
+    assert [e["kind"] for e in events] == ["RootRemoved", "RootAdded"]
+    assert "while away" in json.dumps(events[1])
+
+    ours = Doc.from_bokeh(wire(start))
+    for event in events:  # one at a time, and all at once
+        ours.apply_events([event])
+    assert canonical(ours.to_bokeh()) == canonical(bokeh_json(live_doc))
+    at_once = Doc.from_bokeh(wire(start))
+    at_once.apply_events(events)
+    assert at_once.to_bokeh() == ours.to_bokeh()
+    theirs = Document.from_json(wire(start))
+    theirs.apply_json_patch({"events": wire(events[:1])})
+    theirs.apply_json_patch({"events": wire(events[1:])})
+    assert normalized(ours.to_bokeh()) == normalized(bokeh_json(theirs))
+    # Bokeh's surprise: given both events in one patch it decodes them all first, while
+    # the plot is still known, so the full rep counts as a mere reference and the changes
+    # made while it was away are lost
+    batched = Document.from_json(wire(start))
+    batched.apply_json_patch({"events": wire(events)})
+    assert batched.get_model_by_id(plot.id).title.text == "before"
+
+
+def test_patching_an_n_dimensional_array_column() -> None:
+    # a column that is one (n, 2, 3) ndarray, not a list of 2-d arrays
+    src = ColumnDataSource(data={"cube": np.arange(18, dtype=np.float64).reshape(3, 2, 3),
+                                 "flat": np.arange(3, dtype=np.int32)})
+    live_doc = Document()
+    live_doc.add_root(src)
+    start = bokeh_json(live_doc)
+    events: list[dict] = []
+    live_doc.on_change(lambda event: events.append(wire(Serializer(
+        references=live_doc.models.synced_references, deferred=False).encode(event))))
+    src.patch({"cube": [([1, slice(None), 2], [-1.0, -2.0]), ([2, 0, slice(0, 3, 2)],
+                                                                [7.5, np.nan]),
+                        (0, np.full((2, 3), 9.0))],
+               "flat": [(slice(1, 3), np.array([5, 6], dtype=np.int32)), (0, 2.9)]})
+    ours = Doc.from_bokeh(wire(start))
+    ours.apply_events(events)
+    theirs = Document.from_json(wire(start))
+    theirs.apply_json_patch({"events": wire(events)})
+    assert canonical(ours.to_bokeh()) == canonical(bokeh_json(live_doc))
+    assert normalized(ours.to_bokeh()) == normalized(bokeh_json(theirs))
+    assert list(theirs.get_model_by_id(src.id).data["flat"]) == [2, 5, 6]  # 2.9 cast to int
+
+
 def test_fixed_width_strings_truncate_only_in_the_live_document() -> None:
     """A live '<U1' numpy column truncates a patched "bb" to "b". Over JSON the column is
     dtype "object", so bokeh's apply_json_patch, BokehJS and we all keep "bb"."""
@@ -451,7 +544,7 @@ def test_fixed_width_strings_truncate_only_in_the_live_document() -> None:
 # --- invalid events --------------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def sample() -> tuple[Document, dict, str, str]:
     src = ColumnDataSource(data={
         "x": [1, 2, 3], "y": np.array([1.0, 2.0, 3.0]), "s": ["a", "b", "c"],

@@ -11,8 +11,8 @@ draft behind, not a half-changed document). Treat what `model()` etc. return as 
 
 Deliberate differences from bokeh's Python `Document`:
 - A model that is no longer reachable from the roots stays (as garbage) until
-  `collect_garbage`; events may still name it. Bokeh forgets it and silently drops any later
-  patch that mentions it.
+  `collect_garbage`, and events may still reference it. Bokeh forgets it and silently drops
+  any later patch that references it. (A full rep of it redefines it, in both.)
 - ColumnDataChanged with `cols` keeps the other columns, as the sending document and BokehJS
   do (bokeh's apply_json_patch replaces the whole `data`).
 - Patches that Bokeh only half-checks are refused: an index equal to the column length, a
@@ -28,17 +28,8 @@ from importlib import metadata
 from typing import Any
 
 from . import patching
-from .values import (
-    DocumentError,
-    Flattener,
-    ModelExists,
-    ModelInUse,
-    ModelNotFound,
-    check_id,
-    expand,
-    ref_id,
-    refs_in,
-)
+from .flat import Flattener, check_id, expand, ref_id, refs_in
+from .values import DocumentError, ModelExists, ModelInUse, ModelNotFound
 
 __all__ = ["Doc", "DocumentError", "ModelExists", "ModelInUse", "ModelNotFound"]
 
@@ -49,17 +40,6 @@ except metadata.PackageNotFoundError:  # pragma: no cover - bokeh is a dependenc
 
 SOURCE_TAG = "plotline:source="
 _STORE_FORMAT = 1
-
-# event kind -> (required fields, optional fields), besides "kind"
-_EVENTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "ModelChanged": (frozenset({"model", "attr", "new"}), frozenset()),
-    "ColumnsStreamed": (frozenset({"model", "attr", "data"}), frozenset({"rollover"})),
-    "ColumnsPatched": (frozenset({"model", "attr", "patches"}), frozenset()),
-    "ColumnDataChanged": (frozenset({"model", "attr", "data"}), frozenset({"cols"})),
-    "RootAdded": (frozenset({"model"}), frozenset()),
-    "RootRemoved": (frozenset({"model"}), frozenset()),
-    "TitleChanged": (frozenset({"title"}), frozenset()),
-}
 
 
 class Doc:
@@ -131,7 +111,7 @@ class Doc:
                 raise DocumentError(f"reference to unknown model {ref!r}")
         if root_id is not None and root_id not in root_ids:
             raise DocumentError(f"json_item root_id {root_id!r} is not a root of its doc")
-        defs = json.loads(json.dumps(data["defs"])) if data.get("defs") is not None else None
+        defs = _opaque_copy(data["defs"]) if data.get("defs") is not None else None
         return cls(doc_title, version, roots=list(root_ids), models=flatten.models,
                    config=config, callbacks=callbacks, defs=defs)
 
@@ -260,7 +240,7 @@ class Doc:
         _check_rep(rep)
         flatten = Flattener(self.models, known_is_error=True, strict=True)
         model_id = ref_id(flatten(rep))
-        self._commit_new(flatten, [])
+        self.commit_flattened(flatten, [])
         return model_id
 
     def replace_object(self, model_id: str, rep: dict) -> None:
@@ -285,15 +265,17 @@ class Doc:
             if type(key) is not str or not key:
                 raise DocumentError("attribute names must be non-empty strings")
             rep["attributes"][key] = flatten(value)
-        self._commit_new(flatten, [rep])
+        self.commit_flattened(flatten, [rep])
 
-    def _commit_new(self, flatten: Flattener, changed: list[dict]) -> None:
-        known = {**self.models, **flatten.models, **{rep["id"]: rep for rep in changed}}
-        _check_refs(flatten.refs, known, self)
-        self.models.update(flatten.models)
-        for rep in changed:
-            self.models[rep["id"]] = rep
-            self._refs.pop(rep["id"], None)
+    def commit_flattened(self, flatten: Flattener, changed: list[dict]) -> None:
+        """Adds (or, for redefined garbage, replaces) the models `flatten` lifted out and swaps
+        in the `changed` reps, once every reference they make resolves. (For this package:
+        the object layer and patching.)"""
+        new = {**flatten.models, **{rep["id"]: rep for rep in changed}}
+        _check_refs(flatten.refs, new, set(flatten.models), self)
+        self.models.update(new)
+        for model_id in new:
+            self._refs.pop(model_id, None)
 
     def delete_object(self, model_id: str) -> None:
         """Deletes a model; ModelInUse if it is a root (or the config) or a live model
@@ -323,87 +305,19 @@ class Doc:
         for number, event in enumerate(events):
             kind = event.get("kind") if type(event) is dict else None
             try:
-                draft._apply_event(event)
+                patching.apply_event(draft, event)
             except DocumentError as e:
                 label = f"event {number}" + (f" ({kind})" if type(kind) is str else "")
                 raise DocumentError(f"{label}: {e}") from None
         self.__dict__.update(draft.__dict__)
 
-    def _apply_event(self, event: Any) -> None:
-        if type(event) is not dict:
-            raise DocumentError("an event must be an object")
-        kind = event.get("kind")
-        if kind not in _EVENTS:
-            raise DocumentError(f"unknown event kind {kind!r}")
-        required, optional = _EVENTS[kind]
-        fields = set(event) - {"kind"}
-        if required - fields or fields - required - optional:
-            raise DocumentError(f"needs fields {sorted(required)}"
-                                + (f" (optional {sorted(optional)})" if optional else "")
-                                + f", got {sorted(fields)}")
-        if kind == "TitleChanged":
-            if type(event["title"]) is not str:
-                raise DocumentError("title must be a string")
-            self.title = event["title"]
-        elif kind == "RootAdded":
-            flatten = Flattener(self.models)
-            model_id = ref_id(flatten(event["model"]))
-            if model_id is None:
-                raise DocumentError("model must be an object rep or a reference")
-            self._commit_new(flatten, [])
-            if model_id not in self.roots:  # as Document.add_root
-                self.roots.append(model_id)
-        elif kind == "RootRemoved":
-            model_id = self._target(event)
-            if model_id in self.roots:  # as Document.remove_root, a non-root is a no-op
-                self.roots.remove(model_id)
-        else:
-            self._change_model(kind, self._target(event), event)
 
-    def _target(self, event: dict) -> str:
-        model_id = ref_id(event["model"])
-        if model_id is None:
-            raise DocumentError("model must be a reference {\"id\": ...}")
-        if model_id not in self.models:
-            raise DocumentError(f"no model {check_id(model_id)!r} in this document")
-        return model_id
-
-    def _change_model(self, kind: str, model_id: str, event: dict) -> None:
-        rep = self.models[model_id]
-        attr = event["attr"]
-        if type(attr) is not str or not attr:
-            raise DocumentError("attr must be a non-empty string")
-        if kind == "ModelChanged":
-            flatten = Flattener(self.models)
-            new = flatten(event["new"])
-            self._commit_new(flatten, [_with(rep, attr, new)])
-            return
-        if kind != "ColumnDataChanged" and attr != "data":
-            raise DocumentError(f"{kind} only applies to 'data', not {attr!r}")
-        current = rep["attributes"].get(attr)
-        if current is None and rep["name"] not in patching.CDS_TYPES:
-            raise DocumentError(f"model {model_id!r} ({rep['name']}) has no column data "
-                                f"{attr!r}")
-        columns = Flattener(allow_models=False)
-        if kind == "ColumnsStreamed":
-            rollover = patching.check_rollover(event.get("rollover"))
-            data = patching.read_columns(columns(event["data"]), "streamed data")
-            new = patching.stream(current, data, rollover)
-        elif kind == "ColumnsPatched":
-            patches = patching.read_columns(columns(event["patches"]), "patches")
-            new = patching.patch(current, patches)
-        else:
-            cols = event.get("cols")
-            if cols is not None and (type(cols) is not list
-                                     or not all(type(c) is str for c in cols)):
-                raise DocumentError("cols must be a list of column names or null")
-            new = patching.replace_columns(current, columns(event["data"]), cols)
-        # column data holds no models, so the model's references are unchanged
-        self.models[model_id] = _with(rep, attr, new)
-
-
-def _with(rep: dict, attr: str, value: Any) -> dict:
-    return {**rep, "attributes": {**rep["attributes"], attr: value}}
+def _opaque_copy(value: Any) -> Any:
+    # `defs` is kept as it came, but it must store as strict JSON like everything else
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise DocumentError(f"the document's defs are not plain JSON: {e}") from None
 
 
 def _check_rep(rep: Any) -> None:
@@ -414,14 +328,22 @@ def _check_rep(rep: Any) -> None:
         raise DocumentError(f"model {rep['id']!r} has no type name")
 
 
-def _check_refs(refs: list[str], known: dict[str, dict], doc: Doc) -> None:
-    """Every reference resolves, including inside models that garbage brings back to life
-    (a deleted model may have left garbage pointing at it)."""
-    missing = [r for r in refs if r not in known]
-    if missing:
-        raise DocumentError(f"reference to unknown model {missing[0]!r}")
-    revived = [r for r in dict.fromkeys(refs) if r in doc.models]
-    for model_id in doc._closure(revived):
-        for ref in doc.references(model_id):
-            if ref not in known:
-                raise DocumentError(f"model {model_id!r} refers to deleted model {ref!r}")
+def _check_refs(refs: list[str], new: dict[str, dict], lifted: set[str], doc: Doc) -> None:
+    """Every reference resolves, given the `new` reps about to be stored (of which the
+    `lifted` ones have their references in `refs` already); also inside the garbage that a
+    reference may bring back to life, which can point at a deleted model."""
+    stack = list(dict.fromkeys(refs))
+    stack += (ref for model_id, rep in new.items() if model_id not in lifted
+              for ref in refs_in(list(rep["attributes"].values())))
+    seen: set[str] = set()
+    while stack:
+        model_id = stack.pop()
+        if model_id in seen:
+            continue
+        seen.add(model_id)
+        if model_id in new:
+            continue  # its references are on the stack already
+        if model_id not in doc.models:
+            raise DocumentError(f"reference to unknown model {model_id!r}" if model_id in refs
+                                else f"a referenced model refers to deleted model {model_id!r}")
+        stack.extend(doc.references(model_id))

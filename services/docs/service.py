@@ -16,14 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 from services.common.bus import Bus
-from services.common.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from services.common.errors import (
+    Conflict,
+    NotFound,
+    PlotlineError,
+    PreconditionFailed,
+    Unprocessable,
+)
 from services.common.events import DocsVerb
 from services.common.identity import Principal
 from services.common.stores.kv import VersionConflict
 
 from .access import Right, require, rights
 from .config import DocsSettings
-from .model import Doc, DocumentError, ModelExists, ModelInUse
+from .model import Doc, DocumentError
 from .repository import DocsRepository, Meta
 
 # A change: given the metadata (to edit in place) and a private copy of the content (None
@@ -39,7 +45,13 @@ def parse_doc(data: Any, title: str | None = None) -> Doc:
     try:
         return Doc.from_bokeh(data, title=title) if data is not None else Doc.empty(title or "")
     except DocumentError as exc:
-        raise Unprocessable(str(exc), code="invalid_document") from exc
+        raise as_http_error(exc) from exc
+
+
+def as_http_error(exc: DocumentError) -> PlotlineError:
+    """The model's errors carry their status: 404 missing model, 409 exists / in use, 422."""
+    kind = {404: NotFound, 409: Conflict}.get(exc.status, Unprocessable)
+    return kind(str(exc), code=exc.code)
 
 
 def summary(meta: Meta) -> dict[str, Any]:
@@ -140,10 +152,8 @@ class DocsService:
                 doc = (await self.repo.load_doc(meta)).copy() if content else None
                 try:
                     data, doc = mutate(meta, doc)
-                except (ModelExists, ModelInUse) as exc:
-                    raise Conflict(str(exc), code="model_conflict") from exc
                 except DocumentError as exc:
-                    raise Unprocessable(str(exc), code="invalid_document") from exc
+                    raise as_http_error(exc) from exc
                 if doc is not None:
                     meta["title"] = doc.title or meta["title"]
                     meta["sources"] = doc.bound_sources()

@@ -1,8 +1,7 @@
-"""Bokeh 3's JSON value encodings, and the walks over them that a document needs.
+"""Bokeh 3's JSON value encodings (numbers, bytes, ndarrays), and the document errors.
 
-Everything here works on JSON-shaped data (dict, list, str, int, float, bool, None). Walks are
-iterative, not recursive, so a deeply nested document (a long chain of models, each written
-inside the previous one) cannot overflow the interpreter stack.
+Works on JSON-shaped data (dict, list, str, int, float, bool, None), plus numpy for the
+arrays: decoding and encoding follow bokeh.core.serialization's Deserializer and Serializer.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import base64
 import binascii
 import gzip
 import sys
-from collections.abc import Container
 from importlib import metadata
 from typing import Any
 
@@ -58,8 +56,8 @@ class ModelNotFound(DocumentError, KeyError):
 # --- scalars and bytes ----------------------------------------------------------------------
 
 _INF = float("inf")
-_SCALARS = frozenset({str, int, bool, type(None)})
-_SCALARS_OR_FLOAT = _SCALARS | {float}
+SCALARS = frozenset({str, int, bool, type(None)})
+SCALARS_OR_FLOAT = SCALARS | {float}
 # Encodings that never contain models, so walks looking for references can skip them.
 LEAF_TYPES = frozenset({"ndarray", "typed_array", "bytes", "number", "slice"})
 
@@ -97,7 +95,7 @@ def number(x: float) -> Any:
 
 def has_containers(items: list) -> bool:
     # map(type, ...) and set() run in C: much faster than a Python loop on long columns.
-    return not set(map(type, items)) <= _SCALARS_OR_FLOAT
+    return not set(map(type, items)) <= SCALARS_OR_FLOAT
 
 
 def encode_bytes(raw: bytes) -> dict:
@@ -218,190 +216,3 @@ def to_python(value: Any) -> Any:
         if kind == "ndarray":
             return decode_array(value)
     return value
-
-
-# --- walking values -------------------------------------------------------------------------
-
-
-def check_id(model_id: Any) -> str:
-    if type(model_id) is not str or not model_id:
-        raise DocumentError(f"model ids must be non-empty strings, got {model_id!r}")
-    return model_id
-
-
-def ref_id(value: Any) -> str | None:
-    """The id if `value` is a reference ({"id": ...}, as stored), else None."""
-    if type(value) is dict and "id" in value and "type" not in value:
-        return value["id"]
-    return None
-
-
-def refs_in(values: list) -> list[str]:
-    """Ids referenced by stored (flat) values: unique, in first-occurrence (DFS) order."""
-    found: dict[str, None] = {}
-    stack = list(reversed(values))
-    while stack:
-        v = stack.pop()
-        if type(v) is list:
-            if has_containers(v):
-                stack.extend(reversed(v))
-        elif type(v) is dict:
-            if "type" not in v and "id" in v:
-                found[v["id"]] = None
-            elif v.get("type") not in LEAF_TYPES:
-                stack.extend(reversed(v.values()))
-    return list(found)
-
-
-class Flattener:
-    """Copies incoming JSON values, lifting every nested object rep into `self.models`.
-
-    Each rep is replaced by a reference {"id": ...}; `self.models` collects the new flat reps
-    in first-occurrence order and `self.refs` every id mentioned (the caller checks that they
-    resolve). Bare NaN/Infinity floats become Bokeh's number reps, and bytes are normalized to
-    the installed Bokeh's buffer encoding.
-
-    `known` holds the ids the document already has. A full rep for one of them is, as in
-    Bokeh's Deserializer, only a reference (its attributes are ignored) unless
-    `known_is_error`, when it raises ModelExists. With `strict`, the same id written twice
-    with different content is an error (Bokeh would silently keep the first).
-    `allow_models=False` is for column data, where a model can't appear at all.
-    """
-
-    def __init__(self, known: Container[str] = (), *, known_is_error: bool = False,
-                 strict: bool = False, allow_models: bool = True) -> None:
-        self.known = known
-        self.known_is_error = known_is_error
-        self.strict = strict
-        self.allow_models = allow_models
-        self.models: dict[str, dict] = {}
-        self.refs: list[str] = []
-        self._raw: dict[str, dict] = {}
-
-    def __call__(self, value: Any) -> Any:
-        holder: list[Any] = [None]
-        stack: list[tuple[Any, Any, Any]] = [(holder, 0, value)]
-        while stack:
-            parent, key, v = stack.pop()
-            parent[key] = self._copy(v, stack)
-        return holder[0]
-
-    def _copy(self, v: Any, stack: list) -> Any:
-        t = type(v)
-        if t in _SCALARS:
-            return v
-        if t is float:
-            return number(v)
-        if t is list or t is tuple:
-            kinds = set(map(type, v))
-            if kinds <= _SCALARS:
-                return list(v)
-            if kinds <= _SCALARS_OR_FLOAT:
-                return [number(x) if type(x) is float else x for x in v]
-            out: list[Any] = [None] * len(v)
-            stack.extend((out, i, v[i]) for i in range(len(v) - 1, -1, -1))
-            return out
-        if t is dict:
-            return self._copy_dict(v, stack)
-        # subclasses (numpy scalars, str enums...) from Python callers
-        for base in (bool, int, float, str):
-            if isinstance(v, base):
-                return self._copy(base(v), stack)
-        raise DocumentError(f"unsupported value of type {t.__name__}")
-
-    def _copy_dict(self, v: dict, stack: list) -> Any:
-        kind = v.get("type")
-        if kind == "object":
-            return self._object(v, stack)
-        if kind == "ref" or (kind is None and "id" in v):
-            return self._ref(v)
-        if kind == "bytes":
-            return normalize_bytes(v)
-        for key in v:
-            if type(key) is not str:
-                raise DocumentError(f"object keys must be strings, got {key!r}")
-        out = dict.fromkeys(v)
-        stack.extend((out, k, v[k]) for k in reversed(list(v)))
-        return out
-
-    def _no_models(self) -> None:
-        if not self.allow_models:
-            raise DocumentError("column data can't contain models or references")
-
-    def _ref(self, v: dict) -> dict:
-        self._no_models()
-        extra = set(v) - {"type", "id"}
-        if extra:
-            raise DocumentError(f"reference {v.get('id')!r} has unexpected keys {sorted(extra)}")
-        model_id = check_id(v["id"])
-        self.refs.append(model_id)
-        return {"id": model_id}
-
-    def _object(self, v: dict, stack: list) -> dict:
-        self._no_models()
-        if "id" not in v:
-            raise DocumentError(f"object rep of type {v.get('name')!r} has no id")
-        model_id = check_id(v["id"])
-        name = v.get("name")
-        if type(name) is not str or not name:
-            raise DocumentError(f"model {model_id!r} has no type name")
-        attributes = v.get("attributes")
-        if attributes is None:
-            attributes = {}
-        if type(attributes) is not dict:
-            raise DocumentError(f"attributes of model {model_id!r} must be an object")
-        self.refs.append(model_id)
-        if model_id in self.models:
-            if self.strict and v is not self._raw[model_id] and v != self._raw[model_id]:
-                raise DocumentError(f"model {model_id!r} is defined twice, differently")
-            return {"id": model_id}
-        if model_id in self.known:
-            if self.known_is_error:
-                raise ModelExists(f"model {model_id!r} already exists")
-            return {"id": model_id}
-        for key in attributes:
-            if type(key) is not str or not key:
-                raise DocumentError(f"attribute names of {model_id!r} must be non-empty strings")
-        flat = dict.fromkeys(attributes)
-        self.models[model_id] = {"type": "object", "name": name, "id": model_id,
-                                 "attributes": flat}
-        self._raw[model_id] = v
-        stack.extend((flat, k, attributes[k]) for k in reversed(list(attributes)))
-        return {"id": model_id}
-
-
-def expand(values: list, models: dict[str, dict], seen: set[str]) -> list:
-    """Copies stored values back to Bokeh's wire form: each model in full at its first
-    occurrence (DFS, attributes in stored order, as bokeh's Serializer does), a reference
-    after. `seen` carries over between calls, so config, roots and callbacks share it."""
-    holder: list[Any] = [None] * len(values)
-    stack: list[tuple[Any, Any, Any]] = [(holder, i, values[i])
-                                         for i in range(len(values) - 1, -1, -1)]
-    while stack:
-        parent, key, v = stack.pop()
-        t = type(v)
-        if t is list:
-            if has_containers(v):
-                out: Any = [None] * len(v)
-                stack.extend((out, i, v[i]) for i in range(len(v) - 1, -1, -1))
-            else:
-                out = list(v)
-        elif t is dict:
-            model_id = ref_id(v)
-            if model_id is None:
-                out = dict.fromkeys(v)
-                stack.extend((out, k, v[k]) for k in reversed(list(v)))
-            elif model_id in seen:
-                out = {"id": model_id}
-            else:
-                seen.add(model_id)
-                rep = models[model_id]
-                out = {"type": "object", "name": rep["name"], "id": model_id}
-                attributes = rep["attributes"]
-                if attributes:  # Bokeh leaves out an empty attributes object
-                    out["attributes"] = flat = dict.fromkeys(attributes)
-                    stack.extend((flat, k, attributes[k]) for k in reversed(list(attributes)))
-        else:
-            out = v
-        parent[key] = out
-    return holder
