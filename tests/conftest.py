@@ -33,9 +33,13 @@ def azurite_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def backend_args(backend: str, request: pytest.FixtureRequest, namespace: str = "") -> list[str]:
     """Store flags; Redis installations get a key namespace of their own."""
-    if backend == "redis":
+    if backend in ("redis", "azure"):
         url = f"{request.getfixturevalue('redis_url')}?prefix={namespace or uuid.uuid4().hex}:"
-        return ["--backend", "redis", "--redis-url", url]
+        args = ["--backend", backend, "--redis-url", url]
+        if backend == "azure":  # Redis for small metadata, Azure Blob (Azurite) for the bulk
+            args += ["--azure-connection-string",
+                     request.getfixturevalue("azurite_connection_string")]
+        return args
     return ["--backend", backend]
 
 
@@ -60,10 +64,11 @@ def stop_install(server: Server) -> None:
         companion.stop()
 
 
-@pytest.fixture(scope="module", params=["file", "redis"])
+@pytest.fixture(scope="module", params=["file", "azure"])
 def multi_server(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Plotline in multi-user mode, once per store backend (SQLite files, real Redis)."""
+    """Plotline in multi-user mode, once per production shape of the stores: embedded
+    (SQLite + local blobs) and production (real Redis + Azure Blob on Azurite)."""
     tmp = tmp_path_factory.mktemp(f"multi-{request.param}")
     namespace = uuid.uuid4().hex
     server = start_install(tmp, "-m", *backend_args(request.param, request, namespace))
