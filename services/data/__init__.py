@@ -1,0 +1,1 @@
+"""The data service: column data sources, durable appends, downsampling and aggregation."""
