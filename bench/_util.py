@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import socket
@@ -10,6 +11,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 BIN = Path(sys.executable).parent  # the venv's bin: plotline, nats-server
 
@@ -94,7 +97,10 @@ def pin(pids: list[int], cpus: set[int]) -> None:
     it from the thread that starts them)."""
     for pid in pids:
         for task in Path(f"/proc/{pid}/task").iterdir():
-            os.sched_setaffinity(int(task.name), cpus)
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except ProcessLookupError:  # a thread that just ended
+                pass
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -104,3 +110,76 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def http_ready(port: int, path: str = "/readyz") -> bool:
+    """True once 127.0.0.1:port answers path with 200."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def core_ticks() -> list[tuple[int, int, int]]:
+    """(busy, softirq, total) clock ticks of each core so far, from /proc/stat."""
+    rows = [list(map(int, line.split()[1:9])) for line in Path("/proc/stat").read_text()
+            .splitlines() if line.startswith("cpu") and line[3].isdigit()]
+    return [(sum(r) - r[3] - r[4], r[6], sum(r)) for r in rows]
+
+
+def run_fast(coro):  # type: ignore[no-untyped-def]
+    """asyncio.run on uvloop when installed (a load generator needs the cheaper loop)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+class RawHttp(asyncio.Protocol):
+    """A minimal keep-alive HTTP/1.1 client connection for load generation: one request at a
+    time, answers with Content-Length only; `send` returns (status, body length, body), the
+    body being b"" unless keep_body."""
+
+    def __init__(self, keep_body: bool = False) -> None:
+        self.keep, self.head, self.length, self.got, self.body = keep_body, bytearray(), -1, 0, []
+        self.waiter: asyncio.Future | None = None
+
+    @classmethod
+    async def connect(cls, port: int, keep_body: bool = False) -> RawHttp:
+        loop = asyncio.get_running_loop()
+        return (await loop.create_connection(lambda: cls(keep_body), "127.0.0.1", port))[1]
+
+    @staticmethod
+    def request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
+        extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body else ""
+        return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n".encode() + body
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.length < 0:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.head[:end]).lower() + b"\r\n"
+            at = head.index(b"\r\ncontent-length:") + 17
+            self.status, self.length = int(head[9:12]), int(head[at:head.index(b"\r\n", at)])
+            data, self.head, self.got, self.body = self.head[end + 4:], bytearray(), 0, []
+        self.got += len(data)
+        if self.keep:
+            self.body.append(bytes(data))
+        if self.got >= self.length:
+            self.length = -1
+            self.waiter.set_result((self.status, self.got, b"".join(self.body)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    async def send(self, request: bytes) -> tuple[int, int, bytes]:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
