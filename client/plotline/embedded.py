@@ -29,10 +29,12 @@ class Embedded:
         self.after_shutdown = after_shutdown
         self.prefix = url_prefix.rstrip("/")
         # longest prefix first, so /api/v1/docs never shadows a longer one
-        self.table = sorted(((SERVICE_PREFIXES[n], a) for n, a in apps.items()),
-                            key=lambda item: -len(item[0]))
+        # a service may put an ASGI front door before its FastAPI app (app.state.front)
+        self.table = sorted(((SERVICE_PREFIXES[n], getattr(a.state, "front", a))
+                             for n, a in apps.items()), key=lambda item: -len(item[0]))
         # the home page and viewer pages belong to docs when it is mounted
-        self.fallback = apps.get("docs")
+        docs = apps.get("docs")
+        self.fallback = getattr(docs.state, "front", docs) if docs else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 from pathlib import Path
@@ -93,9 +94,14 @@ def run(args: argparse.Namespace) -> int:
         app = Embedded(apps, prefix, after_shutdown=child.stop if child else None)
         log.info("Plotline %s on http://%s:%d%s/ (%s mode)", "+".join(names), args.ip,
                  args.port, prefix, "multi-user" if args.multi_user else "single-user")
+        # Documents are many small dicts: the default gen-0 threshold (700) makes the
+        # collector run on nearly every patch; objects alive at start never need scanning.
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         server = uvicorn.Server(uvicorn.Config(
             app, host=args.ip, port=args.port, lifespan="on", proxy_headers=True,
-            log_level="debug" if args.verbose else "info", access_log=args.verbose))
+            log_level="debug" if args.verbose else "info", access_log=args.verbose,
+            server_header=False))
         server.run()
         return 0 if server.started else 1
     finally:

@@ -18,7 +18,7 @@ from .service import AuthService
 router = APIRouter(prefix=SERVICE_PREFIXES["auth"], tags=["auth"])
 
 
-def get_service(request: Request) -> AuthService:
+async def get_service(request: Request) -> AuthService:
     return request.app.state.auth
 
 

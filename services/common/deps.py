@@ -10,13 +10,13 @@ from .errors import Unauthorized
 from .identity import Authenticator, Principal
 
 
-def get_authenticator(request: Request) -> Authenticator:
+async def get_authenticator(request: Request) -> Authenticator:
     return request.app.state.authenticator
 
 
 async def optional_user(request: Request) -> Principal | None:
     """The caller, or None when anonymous in multi-user mode."""
-    return await get_authenticator(request).resolve(request, request.method)
+    return await request.app.state.authenticator.resolve(request, request.method)
 
 
 async def require_user(

@@ -45,3 +45,13 @@ class DocsVerb(StrEnum):
     UNSHARED = "unshared"          # {"share_ids", "sources"}
     ACL_CHANGED = "acl_changed"    # {"readers", "writers", "sources"}
     DELETED = "deleted"            # {"data": keep|orphans|force, "drop_sources": [...], "sources"}
+
+
+class DataVerb(StrEnum):
+    """plotline.data.<source id>.<verb>; `seq` is the source's version after the change."""
+
+    CREATED = "created"
+    APPENDED = "appended"                # {"columns": {..}|null, "refetch"?, "rollover", "rows"}
+    PATCHED = "patched"                  # {"patches": {...}, "rows"}
+    COLUMNS_CHANGED = "columns_changed"  # {"columns": [names], "rows"}
+    DELETED = "deleted"                  # {}

@@ -16,6 +16,7 @@ from services.common.stores.kv import open_kv
 
 from .config import DocsSettings
 from .events import start_responders
+from .fastread import FastRead
 from .pages import router as pages_router
 from .repository import DocsRepository
 from .routes import router
@@ -50,5 +51,9 @@ def create_app(settings: DocsSettings | None = None) -> FastAPI:
             await blobs.close()
             await kv.close()
 
-    return build_app(service="docs", title="Plotline docs", lifespan=lifespan,
-                     max_body_bytes=settings.max_body_bytes, routers=[router, pages_router])
+    app = build_app(service="docs", title="Plotline docs", lifespan=lifespan,
+                    max_body_bytes=settings.max_body_bytes, routers=[router, pages_router])
+    # the hot read is answered before FastAPI (see fastread.py); Embedded and
+    # `plotline serve docs` send requests to app.state.front
+    app.state.front = FastRead(app, app)
+    return app

@@ -7,6 +7,7 @@ see the old or the new document, never a mix, and nothing partial is ever refere
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -33,6 +34,7 @@ class DocsRepository:
         # parsed documents by blob name (immutable once written), most recent last
         self._parsed: OrderedDict[str, Doc] = OrderedDict()
         self._parsed_max = parsed_cache
+        self._cleanup: set[asyncio.Task[None]] = set()
 
     # metadata
     async def get_meta(self, doc_id: str) -> tuple[Meta, int] | None:
@@ -84,7 +86,10 @@ class DocsRepository:
                 await self.drop_blob(meta["blob"])
             raise
         if old_blob and old_blob != meta["blob"]:
-            await self.drop_blob(old_blob)
+            # nobody refers to it any more: delete it after answering, not before
+            task = asyncio.get_running_loop().create_task(self.drop_blob(old_blob))
+            self._cleanup.add(task)
+            task.add_done_callback(self._cleanup.discard)
         return new_kv
 
     # titles are unique per owner: an index key created with expect=0

@@ -20,11 +20,11 @@ router = APIRouter(prefix=SERVICE_PREFIXES["docs"], tags=["docs"])
 JSON = "application/json"
 
 
-def get_docs(request: Request) -> DocsService:
+async def get_docs(request: Request) -> DocsService:
     return request.app.state.docs
 
 
-def get_sharing(request: Request) -> Sharing:
+async def get_sharing(request: Request) -> Sharing:
     return request.app.state.sharing
 
 
@@ -35,7 +35,7 @@ Title = Annotated[str, Field(min_length=1, max_length=200)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-def if_match(value: str | None = Header(default=None, alias="If-Match")) -> int | None:
+async def if_match(value: str | None = Header(default=None, alias="If-Match")) -> int | None:
     """`If-Match: "7"` (or 7) -> 7; absent or `*` -> None."""
     if value is None or value.strip() == "*":
         return None

@@ -1,0 +1,49 @@
+"""The data service app: create_app + lifespan (clients made here, closed on the way out)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from services.common.app import build_app, ready_checks
+from services.common.bus import Bus
+from services.common.identity import connect_authenticator
+from services.common.stores.blob import open_blob
+from services.common.stores.kv import open_kv
+
+from .config import DataSettings
+from .repository import DataRepository
+from .routes import router
+from .service import DataService
+
+log = logging.getLogger("plotline.data")
+
+
+def create_app(settings: DataSettings | None = None) -> FastAPI:
+    settings = settings or DataSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        kv = open_kv(settings.kv_url)
+        azure = settings.azure_connection_string
+        blobs = open_blob(settings.blob_url,
+                          azure_connection_string=azure.get_secret_value() if azure else None)
+        bus = await Bus.connect(settings.nats_url, "data")
+        await bus.ensure_stream()
+        app.state.data = DataService(settings, DataRepository(kv, blobs, settings.cache_bytes),
+                                     bus)
+        app.state.authenticator = await connect_authenticator(settings, bus)
+        app.state.ready_checks = ready_checks(bus, kv)
+        log.info("data ready (multi_user=%s)", settings.multi_user)
+        try:
+            yield
+        finally:
+            await bus.close()
+            await blobs.close()
+            await kv.close()
+
+    return build_app(service="data", title="Plotline data", lifespan=lifespan,
+                     max_body_bytes=settings.max_body_bytes, routers=[router])

@@ -1,0 +1,21 @@
+"""Data settings (env prefix PLOTLINE_DATA_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class DataSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PLOTLINE_DATA_", extra="ignore")
+
+    # Arrow bodies of large appends and creates.
+    max_body_bytes: int = 256 << 20
+    # Hot sources kept decoded in memory, in bytes.
+    cache_bytes: int = 1 << 30
+    # An appended batch travels inside its event (and so to viewers) up to this size.
+    inline_event_bytes: int = 64 << 10
+    # Merge a source's chunks into one when it has more than this many.
+    max_chunks: int = 64
+    max_write_retries: int = 50

@@ -1,0 +1,159 @@
+"""Data HTTP routes (thin): sources, rows, appends, patches, columns."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, Field
+
+from services.common.deps import CurrentUser, MaybeUser
+from services.common.errors import Unprocessable
+from services.common.names import SERVICE_PREFIXES
+
+from . import columns as cols
+from .service import DataService, http_error
+
+router = APIRouter(prefix=SERVICE_PREFIXES["data"], tags=["data"])
+ARROW = "application/vnd.apache.arrow.stream"
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Rollover = Annotated[int | None, Field(default=None, ge=0)]
+
+
+async def get_data(request: Request) -> DataService:
+    return request.app.state.data
+
+
+Data = Annotated[DataService, Depends(get_data)]
+
+
+class CreateIn(BaseModel):
+    name: Name
+    columns: dict[str, Any] = Field(default_factory=dict)
+    dtypes: dict[str, str] | None = None
+    rollover: Rollover = None
+
+
+class AppendIn(BaseModel):
+    columns: dict[str, Any]
+    rollover: Rollover = None
+
+
+class PatchIn(BaseModel):
+    patches: dict[str, list[Any]]
+
+
+class ColumnIn(BaseModel):
+    values: list[Any]
+    dtype: str | None = None
+
+
+def is_arrow(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip() in (
+        ARROW, "application/vnd.apache.arrow.file")
+
+
+def table_of(build, *args):  # type: ignore[no-untyped-def]
+    try:
+        return build(*args)
+    except cols.DataError as exc:
+        raise http_error(exc) from exc
+
+
+async def json_body(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.body())
+    except ValueError as exc:
+        raise Unprocessable(f"invalid JSON body: {str(exc).splitlines()[0]}") from exc
+
+
+def version(m: dict[str, Any]) -> dict[str, int]:
+    return {"version": m["version"], "rows": m["rows"]}
+
+
+@router.get("/sources")
+async def list_sources(user: MaybeUser, data: Data) -> list[dict[str, Any]]:
+    """My sources."""
+    return await data.list_for(user)
+
+
+@router.post("/sources", status_code=status.HTTP_201_CREATED, openapi_extra={
+    "requestBody": {"content": {"application/json": {"schema": CreateIn.model_json_schema()},
+                                ARROW: {"schema": {"type": "string", "format": "binary"}}}}})
+async def create_source(request: Request, user: CurrentUser, data: Data,
+                        name: str | None = None, rollover: int | None = None) -> dict:
+    """Create from JSON columns, or from an Arrow IPC body (`?name=&rollover=`)."""
+    if is_arrow(request):
+        table = table_of(cols.table_from_arrow, await request.body())
+        if not name:
+            raise Unprocessable("an Arrow body needs ?name=")
+    else:
+        body = await json_body(request, CreateIn)
+        name, rollover = body.name, body.rollover
+        table = table_of(cols.table_from_json, body.columns, body.dtypes)
+    if rollover is not None and rollover < 0:
+        raise Unprocessable("rollover must be >= 0")
+    return await data.create(user, name, table, rollover)
+
+
+@router.get("/sources/{source_id}")
+async def describe(source_id: str, user: MaybeUser, data: Data) -> dict[str, Any]:
+    """Rows, version, rollover, and each column's dtype and content hash."""
+    return await data.describe_source(source_id, user)
+
+
+@router.get("/sources/{source_id}/data")
+async def read_rows(source_id: str, request: Request, user: MaybeUser, data: Data,
+                    columns: str | None = None, start: int | None = None,
+                    stop: int | None = None) -> Response:
+    """Columnar JSON, or Arrow IPC with `Accept: application/vnd.apache.arrow.stream`."""
+    names = [c for c in columns.split(",") if c] if columns else None
+    m, table = await data.read(source_id, user, names, start, stop)
+    headers = {"ETag": f'"{m["version"]}"', "X-Plotline-Version": str(m["version"])}
+    if ARROW in request.headers.get("accept", ""):
+        return Response(cols.to_arrow(table), media_type=ARROW, headers=headers)
+    body = {"version": m["version"], "rows": table.num_rows, "columns": cols.to_json(table)}
+    return Response(json.dumps(body, allow_nan=False, separators=(",", ":")),
+                    media_type="application/json", headers=headers)
+
+
+@router.post("/sources/{source_id}/append")
+async def append(source_id: str, request: Request, user: MaybeUser, data: Data,
+                 rollover: int | None = None) -> dict[str, int]:
+    """Stream rows in (JSON columns or Arrow); acknowledged once durable."""
+    if is_arrow(request):
+        batch = table_of(cols.table_from_arrow, await request.body())
+    else:
+        body = await json_body(request, AppendIn)
+        batch, rollover = table_of(cols.table_from_json, body.columns, None), body.rollover
+    if rollover is not None and rollover < 0:
+        raise Unprocessable("rollover must be >= 0")
+    return version(await data.append(source_id, user, batch, rollover))
+
+
+@router.post("/sources/{source_id}/patch")
+async def patch(source_id: str, body: PatchIn, user: MaybeUser, data: Data) -> dict:
+    """Change cells: `{"patches": {col: [[index or slice, value], ...]}}` as Bokeh does."""
+    return version(await data.patch(source_id, user, body.patches))
+
+
+@router.put("/sources/{source_id}/columns/{name}")
+async def put_column(source_id: str, name: str, body: ColumnIn, user: MaybeUser,
+                     data: Data) -> dict[str, int]:
+    """Add or replace one column."""
+    column = table_of(cols.table_from_json, {name: body.values},
+                      {name: body.dtype} if body.dtype else None)
+    return version(await data.set_column(source_id, user, name, column))
+
+
+@router.delete("/sources/{source_id}/columns/{name}")
+async def delete_column(source_id: str, name: str, user: MaybeUser, data: Data) -> dict:
+    """Remove one column."""
+    return version(await data.set_column(source_id, user, name, None))
+
+
+@router.delete("/sources/{source_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_source(source_id: str, user: MaybeUser, data: Data) -> None:
+    """Delete the source and its data."""
+    await data.delete(source_id, user)

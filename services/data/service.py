@@ -1,0 +1,220 @@
+"""Data logic: sources, appends with rollover, patches, column changes.
+
+Every change goes through `_write`: read the manifest, check the right, compute the new rows,
+write what is new to the blob store, commit the manifest by compare-and-set, and only then
+publish the event whose `seq` is the source's new version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pyarrow as pa
+
+from services.common.bus import Bus
+from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from services.common.events import DataVerb
+from services.common.identity import Principal
+from services.common.stores.kv import VersionConflict
+
+from . import columns as cols
+from .config import DataSettings
+from .repository import DataRepository, Manifest
+
+# A change: (manifest to edit in place, current rows) -> (event data, new rows, chunks
+# written to the blob store, blob names no longer referenced).
+Change = Callable[[Manifest, pa.Table], Awaitable[tuple[dict, pa.Table, list, list]]]
+
+
+def http_error(exc: cols.DataError) -> Unprocessable:
+    return Unprocessable(str(exc), code=exc.code)
+
+
+def summary(m: Manifest, hashes: dict[str, str]) -> dict[str, Any]:
+    return {"id": m["id"], "name": m["name"], "owner": m["owner"], "version": m["version"],
+            "rows": m["rows"], "rollover": m["rollover"], "created": m["created"],
+            "updated": m["updated"],
+            "columns": [{"name": c["name"], "dtype": c["dtype"], "hash": hashes[c["name"]]}
+                        for c in m["schema"]]}
+
+
+class DataService:
+    def __init__(self, settings: DataSettings, repo: DataRepository, bus: Bus) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.bus = bus
+        self._locks = [asyncio.Lock() for _ in range(256)]
+        self._hashes: dict[tuple[str, int], dict[str, str]] = {}
+
+    async def manifest(self, source_id: str, principal: Principal | None,
+                       write: bool = False) -> tuple[Manifest, int]:
+        found = await self.repo.get(source_id) if source_id.isalnum() else None
+        if found is None:
+            raise NotFound("no such source")
+        user = principal.username if principal else None
+        if user != found[0]["owner"] and not (not write and user in found[0]["readers"]):
+            if user is None:
+                raise Unauthorized()
+            if user in found[0]["readers"]:
+                raise Forbidden("you may read this source but not change it")
+            raise NotFound("no such source")
+        return found
+
+    async def create(self, principal: Principal, name: str, table: pa.Table,
+                     rollover: int | None) -> dict[str, Any]:
+        if rollover is not None:
+            table = cols.stream(table.schema.empty_table(), table, rollover)
+        source_id, now = secrets.token_hex(8), time.time()
+        chunks = [await self.repo.write_chunk(source_id, 1, table)] if table.num_rows else []
+        m = {"id": source_id, "name": name, "owner": principal.username, "version": 1,
+             "rows": table.num_rows, "rollover": rollover, "offset": 0, "chunks": chunks,
+             "schema": [{"name": f.name, "dtype": cols.dtype_name(f.type)}
+                        for f in table.schema],
+             "readers": [], "created": now, "updated": now}
+        await self.repo.put(m, expect=0)
+        self.repo.remember(m, table)
+        await self.repo.update_members(f"sources-of:{m['owner']}", add=source_id)
+        await self.bus.publish(source_id, DataVerb.CREATED, {"rows": m["rows"]},
+                               actor=m["owner"], seq=1)
+        return self.describe(m, table)
+
+    def describe(self, m: Manifest, table: pa.Table) -> dict[str, Any]:
+        key = (m["id"], m["version"])
+        hashes = self._hashes.get(key)
+        if hashes is None:
+            hashes = {name: cols.column_hash(table[name]) for name in table.column_names}
+            if len(self._hashes) > 10_000:
+                self._hashes.clear()
+            self._hashes[key] = hashes
+        return summary(m, hashes)
+
+    async def list_for(self, principal: Principal | None) -> list[dict[str, Any]]:
+        if principal is None:
+            return []
+        out = []
+        for source_id in await self.repo.members(f"sources-of:{principal.username}"):
+            found = await self.repo.get(source_id)
+            if found:
+                m = found[0]
+                out.append({k: m[k] for k in ("id", "name", "owner", "version", "rows")})
+        return out
+
+    async def describe_source(self, source_id: str, principal: Principal | None) -> dict:
+        m, _ = await self.manifest(source_id, principal)
+        return self.describe(m, await self.repo.load(m))
+
+    async def read(self, source_id: str, principal: Principal | None,
+                   names: list[str] | None, start: int | None,
+                   stop: int | None) -> tuple[Manifest, pa.Table]:
+        m, _ = await self.manifest(source_id, principal)
+        table = await self.repo.load(m)
+        try:
+            return m, cols.slice_rows(cols.select(table, names), start, stop)
+        except cols.DataError as exc:
+            raise http_error(exc) from exc
+
+    async def _write(self, source_id: str, principal: Principal | None, verb: DataVerb,
+                     change: Change) -> Manifest:
+        async with self._locks[hash(source_id) % len(self._locks)]:
+            for _ in range(self.settings.max_write_retries):
+                m, kv_version = await self.manifest(source_id, principal, write=True)
+                table = await self.repo.load(m)
+                try:
+                    data, table, written, dropped = await change(m, table)
+                except cols.DataError as exc:
+                    raise http_error(exc) from exc
+                m["version"] += 1
+                m["rows"] = table.num_rows
+                m["updated"] = time.time()
+                try:
+                    await self.repo.commit(m, kv_version, written, dropped)
+                except VersionConflict:
+                    self.repo.forget(source_id)
+                    continue
+                self.repo.remember(m, table)
+                await self.bus.publish(source_id, verb, {**data, "rows": m["rows"]},
+                                       actor=principal.username if principal else None,
+                                       seq=m["version"])
+                return m
+        raise Conflict("too many concurrent writers; try again", code="busy")
+
+    async def _rewrite(self, m: Manifest, table: pa.Table) -> tuple[list, list]:
+        """Replace every chunk by one holding `table` (patches, column changes, compaction)."""
+        chunk = await self.repo.write_chunk(m["id"], m["version"] + 1, table)
+        dropped = [c["blob"] for c in m["chunks"]]
+        m["chunks"], m["offset"] = [chunk], 0
+        return [chunk], dropped
+
+    async def append(self, source_id: str, principal: Principal | None, batch: pa.Table,
+                     rollover: int | None) -> Manifest:
+        async def change(m: Manifest, table: pa.Table):  # type: ignore[no-untyped-def]
+            keep = rollover if rollover is not None else m["rollover"]
+            conformed = cols.conform(table.schema, batch)
+            new = cols.stream(table, conformed, keep)
+            chunk = await self.repo.write_chunk(m["id"], m["version"] + 1, conformed)
+            m["chunks"].append(chunk)
+            # rows before the window: move the offset, forget chunks wholly behind it
+            m["offset"] += table.num_rows + conformed.num_rows - new.num_rows
+            dropped = []
+            while m["chunks"] and m["chunks"][0]["rows"] <= m["offset"]:
+                m["offset"] -= m["chunks"][0]["rows"]
+                dropped.append(m["chunks"].pop(0)["blob"])
+            written = [chunk]
+            if len(m["chunks"]) > self.settings.max_chunks:
+                more_written, more_dropped = await self._rewrite(m, new)
+                written, dropped = written + more_written, dropped + more_dropped
+            return self._appended(conformed, keep), new, written, dropped
+
+        return await self._write(source_id, principal, DataVerb.APPENDED, change)
+
+    def _appended(self, batch: pa.Table, rollover: int | None) -> dict[str, Any]:
+        """The rows themselves when small, else a marker that tells viewers to refetch."""
+        if batch.nbytes <= self.settings.inline_event_bytes:
+            encoded = cols.to_json(batch)
+            if len(json.dumps(encoded)) <= self.settings.inline_event_bytes:
+                return {"columns": encoded, "rollover": rollover}
+        return {"columns": None, "refetch": True, "rollover": rollover}
+
+    async def patch(self, source_id: str, principal: Principal | None,
+                    patches: Any) -> Manifest:
+        async def change(m: Manifest, table: pa.Table):  # type: ignore[no-untyped-def]
+            new = cols.patch(table, patches)
+            written, dropped = await self._rewrite(m, new)
+            return {"patches": patches}, new, written, dropped
+
+        return await self._write(source_id, principal, DataVerb.PATCHED, change)
+
+    async def set_column(self, source_id: str, principal: Principal | None, name: str,
+                         column: pa.Table | None) -> Manifest:
+        """Add or replace column `name` (a one-column table), or remove it (None)."""
+        async def change(m: Manifest, table: pa.Table):  # type: ignore[no-untyped-def]
+            if column is None:
+                if name not in table.column_names:
+                    raise cols.DataError(f"no column {name!r}")
+                new = table.drop_columns([name])
+            else:
+                if table.num_columns and column.num_rows != table.num_rows:
+                    raise cols.DataError(f"column {name!r} has {column.num_rows} values; "
+                                         f"the source has {table.num_rows} rows")
+                array = column.column(0)
+                new = (table.set_column(table.column_names.index(name), name, array)
+                       if name in table.column_names else table.append_column(name, array))
+            m["schema"] = [{"name": f.name, "dtype": cols.dtype_name(f.type)}
+                           for f in new.schema]
+            written, dropped = await self._rewrite(m, new)
+            return {"columns": [name]}, new, written, dropped
+
+        return await self._write(source_id, principal, DataVerb.COLUMNS_CHANGED, change)
+
+    async def delete(self, source_id: str, principal: Principal | None) -> None:
+        async with self._locks[hash(source_id) % len(self._locks)]:
+            m, kv_version = await self.manifest(source_id, principal, write=True)
+            await self.repo.delete(m, kv_version)
+            await self.repo.update_members(f"sources-of:{m['owner']}", remove=source_id)
+        await self.bus.publish(source_id, DataVerb.DELETED, {}, seq=m["version"] + 1,
+                               actor=principal.username if principal else None)
