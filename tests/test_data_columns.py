@@ -271,9 +271,12 @@ def test_datetimes_in_and_out():
     out = c.to_json(t)["d"]
     assert out == [ms] * 5 + [None, None] and all(type(v) is float for v in out[:5])
     # what bokeh sends for the same datetimes, read back the same
-    arr = np.array([when, when], dtype="datetime64[ms]")
+    arr = np.array([when, when, "NaT"], dtype="datetime64[ms]")
     assert c.to_json(c.table_from_json({"d": convert_datetime_array(arr).tolist()},
-                                       {"d": "datetime64[ms]"}))["d"] == [ms, ms]
+                                       {"d": "datetime64[ms]"}))["d"] == [ms, ms, None]
+    rep = wire(encode({"d": arr}))  # a float64 ndarray of ms, NaN for NaT
+    assert c.to_json(c.table_from_json(rep, {"d": "datetime64[ms]"}))["d"] == [ms, ms, None]
+    assert c.to_json(c.json_batch(t.schema, rep))["d"] == [ms, ms, None]
 
 
 def test_datetime_precision():
@@ -641,6 +644,8 @@ def test_hash_chunking_invariant(table):
         parts = [col.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
         chunked = pa.chunked_array([p.combine_chunks() for p in parts], col.type)
         assert c.column_hash(chunked) == h
+    empty = pa.array([], col.type)
+    assert c.column_hash(pa.chunked_array([empty, *col.chunks, empty], col.type)) == h
     # sliced out of a bigger array (non-zero offsets)
     bigger = pa.concat_arrays([col.combine_chunks(), col.combine_chunks()]).slice(len(col))
     assert c.column_hash(bigger) == h

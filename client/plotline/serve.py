@@ -15,6 +15,7 @@ from services.common.names import SERVICES
 FACTORIES = {
     "auth": ("services.auth.config:AuthSettings", "services.auth.app:create_app"),
     "docs": ("services.docs.config:DocsSettings", "services.docs.app:create_app"),
+    "data": ("services.data.config:DataSettings", "services.data.app:create_app"),
 }
 AVAILABLE = tuple(s for s in SERVICES if s in FACTORIES)
 

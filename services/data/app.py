@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -15,9 +16,11 @@ from services.common.stores.blob import open_blob
 from services.common.stores.kv import open_kv
 
 from .config import DataSettings
+from .large import warm_up
 from .repository import DataRepository
 from .routes import router
 from .service import DataService
+from .views import Views
 
 log = logging.getLogger("plotline.data")
 
@@ -35,12 +38,16 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
         await bus.ensure_stream()
         app.state.data = DataService(settings, DataRepository(kv, blobs, settings.cache_bytes),
                                      bus)
+        app.state.views = Views(app.state.data)
+        # compile datashader's kernels in the background, not on the first request
+        warming = asyncio.get_running_loop().run_in_executor(None, warm_up)
         app.state.authenticator = await connect_authenticator(settings, bus)
         app.state.ready_checks = ready_checks(bus, kv)
         log.info("data ready (multi_user=%s)", settings.multi_user)
         try:
             yield
         finally:
+            await warming
             await bus.close()
             await blobs.close()
             await kv.close()

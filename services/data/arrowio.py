@@ -102,6 +102,8 @@ def column_hash(array: pa.ChunkedArray | pa.Array) -> str:
     values, lengths, nulls = hashlib.sha256(), hashlib.sha256(), hashlib.sha256()
     has_nulls = array.null_count > 0
     for chunk in chunks:
+        if not len(chunk):
+            continue
         if has_nulls:
             nulls.update(chunk.is_null().to_numpy(zero_copy_only=False).view(np.uint8))
         if chunk.null_count:
@@ -111,8 +113,8 @@ def column_hash(array: pa.ChunkedArray | pa.Array) -> str:
             offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
             offsets = offsets[chunk.offset:chunk.offset + len(chunk) + 1]
             lengths.update(np.diff(offsets).astype(np.int64))
-            if len(chunk) and chunk.buffers()[2] is not None:
-                data = chunk.buffers()[2]
+            data = chunk.buffers()[2]
+            if data is not None:
                 values.update(memoryview(data)[int(offsets[0]):int(offsets[-1])])
         elif pa.types.is_boolean(t):
             values.update(chunk.to_numpy(zero_copy_only=False).view(np.uint8))

@@ -134,7 +134,7 @@ def compact(table: pa.Table, *, force: bool = False) -> pa.Table:
     """
     if table.num_columns == 0:
         return table
-    chunks = table.column(0).num_chunks
+    chunks = max(col.num_chunks for col in table.columns)
     wasted = table.get_total_buffer_size() > 2 * table.nbytes + (16 << 20)
     if force or wasted:
         return pa.Table.from_arrays(
@@ -289,6 +289,8 @@ def _apply(col: pa.ChunkedArray, pos: np.ndarray, vals: pa.Array) -> pa.ChunkedA
 
 
 # --- summary --------------------------------------------------------------------------------
+
+
 def describe(table: pa.Table) -> list[dict[str, str]]:
     """The source summary's columns: `[{name, dtype, hash}]`."""
     return [{"name": name, "dtype": dtype_name(col.type), "hash": column_hash(col)}

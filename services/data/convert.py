@@ -105,7 +105,8 @@ def _declared(name: str, dtype: Any) -> pa.DataType:
 
 def _to_arrow(values: list | np.ndarray, target: pa.DataType | None, name: str) -> pa.Array:
     if isinstance(values, np.ndarray):
-        if values.dtype.kind not in "fiub":
+        if values.dtype.kind not in "fiub" or target is not None and is_datetime(target):
+            # (Bokeh sends datetimes as a float64 ndarray of ms, NaN for NaT)
             return _from_list(values.tolist(), target, name)
         return cast_array(pa.array(values), target or numpy_default(values.dtype), name,
                           lenient=True)

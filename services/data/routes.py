@@ -126,7 +126,7 @@ async def append(source_id: str, request: Request, user: MaybeUser, data: Data,
         batch = table_of(cols.table_from_arrow, await request.body())
     else:
         body = await json_body(request, AppendIn)
-        batch, rollover = table_of(cols.table_from_json, body.columns, None), body.rollover
+        batch, rollover = body.columns, body.rollover
     if rollover is not None and rollover < 0:
         raise Unprocessable("rollover must be >= 0")
     return version(await data.append(source_id, user, batch, rollover))
@@ -143,7 +143,7 @@ async def put_column(source_id: str, name: str, body: ColumnIn, user: MaybeUser,
                      data: Data) -> dict[str, int]:
     """Add or replace one column."""
     column = table_of(cols.table_from_json, {name: body.values},
-                      {name: body.dtype} if body.dtype else None)
+                      {name: body.dtype} if body.dtype else None)  # one-column table
     return version(await data.set_column(source_id, user, name, column))
 
 
@@ -157,3 +157,50 @@ async def delete_column(source_id: str, name: str, user: MaybeUser, data: Data) 
 async def delete_source(source_id: str, user: MaybeUser, data: Data) -> None:
     """Delete the source and its data."""
     await data.delete(source_id, user)
+
+
+# --- large data ----------------------------------------------------------------------------
+
+def get_views(request: Request) -> Any:
+    return request.app.state.views
+
+
+def parse_range(text: str | None, name: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise Unprocessable(f"{name} must be 'low,high'") from None
+    return lo, hi
+
+
+@router.get("/sources/{source_id}/downsample")
+async def downsample(source_id: str, user: MaybeUser, x: str, y: str,
+                     views: Annotated[Any, Depends(get_views)], n: int = 2000,
+                     method: str = "minmaxlttb", x0: float | None = None,
+                     x1: float | None = None) -> dict[str, Any]:
+    """At most n representative points of y over x in [x0, x1] (MinMaxLTTB by default)."""
+    return await views.downsample(source_id, user, x, y, n, method, x0, x1)
+
+
+@router.get("/sources/{source_id}/aggregate", responses={200: {"content": {
+    "image/png": {}, "application/json": {}}}})
+async def aggregate(source_id: str, request: Request, user: MaybeUser, x: str, y: str,
+                    views: Annotated[Any, Depends(get_views)], width: int = 800,
+                    height: int = 600, x_range: str | None = None, y_range: str | None = None,
+                    agg: str = "count", value: str | None = None,
+                    format: str | None = None) -> Response:
+    """A raster of the points (count, sum or mean per pixel): PNG (`format=png` or
+    `Accept: image/png`) or a JSON array, row 0 = lowest y."""
+    from .large import to_png
+
+    m, grid = await views.aggregate(source_id, user, x, y, width, height,
+                                    parse_range(x_range, "x_range"),
+                                    parse_range(y_range, "y_range"), agg, value)
+    headers = {"X-Plotline-Version": str(m["version"])}
+    if format == "png" or "image/png" in request.headers.get("accept", ""):
+        return Response(to_png(grid), media_type="image/png", headers=headers)
+    body = {"version": m["version"], "agg": agg, "width": width, "height": height,
+            "grid": [[None if v != v else v for v in row] for row in grid.tolist()]}
+    return Response(json.dumps(body), media_type="application/json", headers=headers)

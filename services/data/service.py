@@ -17,7 +17,15 @@ from typing import Any
 import pyarrow as pa
 
 from services.common.bus import Bus
-from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from services.common.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PlotlineError,
+    Unauthorized,
+    Unprocessable,
+)
 from services.common.events import DataVerb
 from services.common.identity import Principal
 from services.common.stores.kv import VersionConflict
@@ -31,8 +39,10 @@ from .repository import DataRepository, Manifest
 Change = Callable[[Manifest, pa.Table], Awaitable[tuple[dict, pa.Table, list, list]]]
 
 
-def http_error(exc: cols.DataError) -> Unprocessable:
-    return Unprocessable(str(exc), code=exc.code)
+def http_error(exc: cols.DataError) -> PlotlineError:
+    """The column errors carry their status: 404 unknown column, 413 too large, else 422."""
+    kind = {404: NotFound, 413: PayloadTooLarge}.get(exc.status, Unprocessable)
+    return kind(str(exc), code=exc.code)
 
 
 def summary(m: Manifest, hashes: dict[str, str]) -> dict[str, Any]:
@@ -150,11 +160,13 @@ class DataService:
         m["chunks"], m["offset"] = [chunk], 0
         return [chunk], dropped
 
-    async def append(self, source_id: str, principal: Principal | None, batch: pa.Table,
-                     rollover: int | None) -> Manifest:
+    async def append(self, source_id: str, principal: Principal | None,
+                     batch: pa.Table | dict[str, Any], rollover: int | None) -> Manifest:
+        """`batch`: an Arrow table, or JSON columns read with the source's own dtypes."""
         async def change(m: Manifest, table: pa.Table):  # type: ignore[no-untyped-def]
             keep = rollover if rollover is not None else m["rollover"]
-            conformed = cols.conform(table.schema, batch)
+            conformed = (cols.conform(table.schema, batch) if isinstance(batch, pa.Table)
+                         else cols.json_batch(table.schema, batch))
             new = cols.stream(table, conformed, keep)
             chunk = await self.repo.write_chunk(m["id"], m["version"] + 1, conformed)
             m["chunks"].append(chunk)
@@ -193,17 +205,8 @@ class DataService:
                          column: pa.Table | None) -> Manifest:
         """Add or replace column `name` (a one-column table), or remove it (None)."""
         async def change(m: Manifest, table: pa.Table):  # type: ignore[no-untyped-def]
-            if column is None:
-                if name not in table.column_names:
-                    raise cols.DataError(f"no column {name!r}")
-                new = table.drop_columns([name])
-            else:
-                if table.num_columns and column.num_rows != table.num_rows:
-                    raise cols.DataError(f"column {name!r} has {column.num_rows} values; "
-                                         f"the source has {table.num_rows} rows")
-                array = column.column(0)
-                new = (table.set_column(table.column_names.index(name), name, array)
-                       if name in table.column_names else table.append_column(name, array))
+            new = (cols.remove_column(table, name) if column is None
+                   else cols.put_column(table, name, column.column(0)))
             m["schema"] = [{"name": f.name, "dtype": cols.dtype_name(f.type)}
                            for f in new.schema]
             written, dropped = await self._rewrite(m, new)

@@ -35,7 +35,7 @@ def map_entries(rep: dict) -> dict:
 
 
 def decode_column(value: Any, name: str, max_bytes: int | None
-                   ) -> tuple[list | np.ndarray, pa.DataType | None]:
+                  ) -> tuple[list | np.ndarray, pa.DataType | None]:
     """A column's values as a list or a 1-d numpy array, and the type its encoding implies."""
     if type(value) is list:
         return value, None

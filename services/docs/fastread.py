@@ -10,6 +10,7 @@ OpenAPI description of the route, stays with FastAPI (routes.get_document).
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import HTTPConnection
@@ -27,6 +28,8 @@ class FastRead:
     def __init__(self, app: ASGIApp, fastapi_app: object) -> None:
         self.app = app
         self.state = fastapi_app.state  # type: ignore[attr-defined]
+        self._counters: dict[int, Any] = {}
+        self._latency = LATENCY.labels("docs", ROUTE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -38,23 +41,25 @@ class FastRead:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status = await self._answer(scope, doc_id, receive, send)
-        REQUESTS.labels("docs", "GET", ROUTE, status).inc()
-        LATENCY.labels("docs", ROUTE).observe(time.perf_counter() - start)
+        counter = self._counters.get(status)
+        if counter is None:  # label lookups cost more than the increments: keep them
+            counter = self._counters[status] = REQUESTS.labels("docs", "GET", ROUTE, status)
+        counter.inc()
+        self._latency.observe(time.perf_counter() - start)
 
     async def _answer(self, scope: Scope, doc_id: str, receive: Receive, send: Send) -> int:
-        conn = HTTPConnection(scope)
         share = None
         if scope.get("query_string"):
             share = parse_qs(scope["query_string"].decode()).get("share", [None])[0]
         try:
-            principal = await self.state.authenticator.resolve(conn, "GET")
+            principal = await self.state.authenticator.resolve(HTTPConnection(scope), "GET")
             meta, body = await self.state.docs.read(doc_id, principal, share)
         except PlotlineError as exc:
             await error_response(exc.status, exc.code, exc.detail, exc.headers)(
                 scope, receive, send)
             return exc.status
         etag = f'"{meta["version"]}"'.encode()
-        if conn.headers.get("if-none-match", "").encode() == etag:
+        if (b"if-none-match", etag) in scope["headers"]:
             await send({"type": "http.response.start", "status": 304,
                         "headers": [(b"etag", etag)]})
             await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,224 @@
+"""The data service over its real HTTP API: sources, appends, patches, columns, durability."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import httpx
+import pyarrow as pa
+import pytest
+from conftest import backend_args, start_install, stop_install
+from servers import start_plotline
+
+DATA = "/api/v1/data"
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def error_of(r: httpx.Response) -> str:
+    body = r.json()
+    assert set(body) == {"error", "detail"} and body["detail"], body
+    return body["error"]
+
+
+def arrow_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_create_append_read_json_and_arrow(multi_server, account):
+    c, h = account["client"], account["headers"]
+    r = c.post(f"{DATA}/sources", json={"name": "s", "columns": {"x": [1.0, 2.0],
+                                                                  "n": [1, 2]}}, headers=h)
+    assert r.status_code == 201
+    src = r.json()
+    assert src["rows"] == 2 and src["version"] == 1
+    assert {col["name"]: col["dtype"] for col in src["columns"]} == {"x": "float64",
+                                                                      "n": "int64"}
+    hashes = {col["name"]: col["hash"] for col in src["columns"]}
+    url = f"{DATA}/sources/{src['id']}"
+    r = c.post(f"{url}/append", json={"columns": {"x": [3.0], "n": [3]}}, headers=h)
+    assert r.status_code == 200 and r.json() == {"version": 2, "rows": 3}
+    batch = pa.table({"x": pa.array([4.0, 5.0]), "n": pa.array([4, 5], pa.int64())})
+    r = c.post(f"{url}/append", content=arrow_bytes(batch),
+               headers={**h, "content-type": ARROW})
+    assert r.status_code == 200 and r.json() == {"version": 3, "rows": 5}
+    body = c.get(f"{url}/data", headers=h).json()
+    assert body["columns"] == {"x": [1.0, 2.0, 3.0, 4.0, 5.0], "n": [1, 2, 3, 4, 5]}
+    sliced = c.get(f"{url}/data", params={"columns": "n", "start": 1, "stop": 3},
+                   headers=h).json()
+    assert sliced["columns"] == {"n": [2, 3]}
+    r = c.get(f"{url}/data", headers={**h, "accept": ARROW})
+    assert r.headers["content-type"] == ARROW
+    table = pa.ipc.open_stream(r.content).read_all()
+    assert table.column("x").to_pylist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    after = {col["name"]: col["hash"] for col in c.get(url, headers=h).json()["columns"]}
+    assert after["x"] != hashes["x"] and after["n"] != hashes["n"]
+
+
+def test_rollover_patch_and_columns(multi_server, account):
+    c, h = account["client"], account["headers"]
+    src = c.post(f"{DATA}/sources", json={"name": "r", "columns": {"x": [0, 1, 2]},
+                                          "rollover": 4}, headers=h).json()
+    url = f"{DATA}/sources/{src['id']}"
+    for i in range(3, 10):
+        assert c.post(f"{url}/append", json={"columns": {"x": [i]}}, headers=h
+                      ).status_code == 200
+    assert c.get(f"{url}/data", headers=h).json()["columns"]["x"] == [6, 7, 8, 9]
+    r = c.post(f"{url}/append", json={"columns": {"x": [10, 11]}, "rollover": 3}, headers=h)
+    assert r.json()["rows"] == 3
+    r = c.post(f"{url}/patch", json={"patches": {"x": [[0, 100]]}}, headers=h)
+    assert r.status_code == 200
+    assert c.get(f"{url}/data", headers=h).json()["columns"]["x"] == [100, 10, 11]
+    hashes = {col["name"]: col["hash"] for col in c.get(url, headers=h).json()["columns"]}
+    r = c.put(f"{url}/columns/y", json={"values": [1.5, 2.5, 3.5]}, headers=h)
+    assert r.status_code == 200
+    cols = {col["name"]: col["hash"] for col in c.get(url, headers=h).json()["columns"]}
+    assert cols["x"] == hashes["x"]  # untouched column, same hash
+    r = c.put(f"{url}/columns/y", json={"values": [1.0]}, headers=h)
+    assert r.status_code == 422
+    assert c.delete(f"{url}/columns/x", headers=h).status_code == 200
+    assert list(c.get(f"{url}/data", headers=h).json()["columns"]) == ["y"]
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "bad", "columns": {"x": [1, 2], "y": [1]}},          # unequal lengths
+    {"name": "bad", "columns": {"x": [1, "a"]}},                  # mixed types
+    {"name": "bad", "columns": {"x": []}},                        # empty without dtype
+    {"name": "bad", "columns": {"x": [1]}, "rollover": -1},
+    {"columns": {"x": [1]}},                                       # no name
+])
+def test_bad_sources_are_422_and_nothing_is_stored(multi_server, account, body):
+    c, h = account["client"], account["headers"]
+    before = c.get(f"{DATA}/sources", headers=h).json()
+    r = c.post(f"{DATA}/sources", json=body, headers=h)
+    assert r.status_code == 422, r.text
+    assert c.get(f"{DATA}/sources", headers=h).json() == before
+
+
+def test_bad_appends_change_nothing(multi_server, account):
+    c, h = account["client"], account["headers"]
+    src = c.post(f"{DATA}/sources", json={"name": "v", "columns": {"x": [1.0], "s": ["a"]}},
+                 headers=h).json()
+    url = f"{DATA}/sources/{src['id']}"
+    for bad in ({"columns": {"x": [1.0]}},                  # missing column
+                {"columns": {"x": ["z"], "s": ["b"]}},      # wrong type
+                {"columns": {"x": [1.0, 2.0], "s": ["b"]}},  # unequal
+                {"columns": {"x": [1.0], "s": ["b"], "extra": [1]}}):
+        r = c.post(f"{url}/append", json=bad, headers=h)
+        assert r.status_code == 422, (bad, r.text)
+    r = c.post(f"{url}/append", content=b"not arrow", headers={**h, "content-type": ARROW})
+    assert r.status_code == 422 and error_of(r)
+    r = c.post(f"{url}/patch", json={"patches": {"x": [[5, 1.0]]}}, headers=h)
+    assert r.status_code == 422
+    r = c.post(f"{url}/append", content=b"{", headers={**h, "content-type":
+                                                       "application/json"})
+    assert r.status_code == 422
+    assert c.get(url, headers=h).json()["version"] == 1
+    assert c.get(f"{url}/data", headers=h).json()["columns"] == {"x": [1.0], "s": ["a"]}
+
+
+def test_sources_are_private(multi_server, account):
+    c, h = account["client"], account["headers"]
+    src = c.post(f"{DATA}/sources", json={"name": "p", "columns": {"x": [1]}},
+                 headers=h).json()
+    url = f"{DATA}/sources/{src['id']}"
+    assert c.get(url).status_code == 401
+    other = "o" + account["username"][1:]
+    c.post("/api/v1/auth/register", json={"username": other, "password": "password123"})
+    token = c.post("/api/v1/auth/login", json={"username": other, "password": "password123"}
+                   ).json()["access_token"]
+    c.cookies.clear()
+    oh = {"Authorization": f"Bearer {token}"}
+    for method, path, body in [("GET", "", None), ("GET", "/data", None),
+                               ("POST", "/append", {"columns": {"x": [2]}}),
+                               ("POST", "/patch", {"patches": {"x": [[0, 5]]}}),
+                               ("PUT", "/columns/y", {"values": [1]}),
+                               ("DELETE", "/columns/x", None), ("DELETE", "", None)]:
+        r = c.request(method, f"{url}{path}", json=body, headers=oh)
+        assert r.status_code == 404, (method, path, r.status_code)
+    assert c.get(f"{url}/data", headers=h).json()["columns"] == {"x": [1]}
+    assert src["id"] not in [s["id"] for s in c.get(f"{DATA}/sources", headers=oh).json()]
+
+
+def test_acknowledged_appends_survive_sigkill(tmp_path, request):
+    """Kill the server during a stream of appends: after a restart every acknowledged
+    append is there, in order, and nothing unacknowledged is half there."""
+    server = start_install(tmp_path, *backend_args("file", request))
+    acked: list[int] = []
+    stop = threading.Event()
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        src = c.post(f"{DATA}/sources", json={"name": "d", "columns": {"g": [-1, -1, -1]}}
+                     ).json()
+        url = f"{DATA}/sources/{src['id']}/append"
+
+        def appender() -> None:
+            i = 0
+            while not stop.is_set():
+                try:  # each append is three rows of the same value: a torn one would show
+                    r = c.post(url, json={"columns": {"g": [i, i, i]}})
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 200:
+                    acked.append(i)
+                i += 1
+
+        thread = threading.Thread(target=appender)
+        thread.start()
+        while len(acked) < 150:
+            time.sleep(0.01)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        stop.set()
+        thread.join(10)
+    nats = server.nats_url
+    server.stop()
+    restarted = start_plotline(tmp_path, "--nats-url", nats, "--backend", "file")
+    try:
+        g = httpx.get(f"{restarted.url}{DATA}/sources/{src['id']}/data").json()["columns"]["g"]
+    finally:
+        restarted.stop()
+        stop_install(server)
+    assert g[:3] == [-1, -1, -1] and len(g) % 3 == 0
+    groups = [g[i:i + 3] for i in range(3, len(g), 3)]
+    assert all(len(set(group)) == 1 for group in groups)
+    values = [group[0] for group in groups]
+    assert values == list(range(len(values)))  # in order, no gap, no duplicate
+    assert values[:len(acked)] == acked and len(values) in (len(acked), len(acked) + 1)
+
+
+def test_downsample_and_aggregate(multi_server, account):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from tsdownsample import MinMaxLTTBDownsampler
+
+    c, h = account["client"], account["headers"]
+    x = np.arange(100_000, dtype="float64")
+    y = np.sin(x / 500) + np.random.default_rng(1).normal(0, 0.1, x.size)
+    body = arrow_bytes(pa.table({"x": x, "y": y}))
+    src = c.post(f"{DATA}/sources", params={"name": "big"}, content=body,
+                 headers={**h, "content-type": ARROW}).json()
+    url = f"{DATA}/sources/{src['id']}"
+    r = c.get(f"{url}/downsample", params={"x": "x", "y": "y", "n": 500}, headers=h)
+    assert r.status_code == 200
+    expected = MinMaxLTTBDownsampler().downsample(x, y, n_out=500)
+    assert r.json()["x"] == x[expected].tolist() and r.json()["y"] == y[expected].tolist()
+    window = c.get(f"{url}/downsample", params={"x": "x", "y": "y", "n": 100, "x0": 1000,
+                                                "x1": 2000}, headers=h).json()
+    assert min(window["x"]) >= 1000 and max(window["x"]) <= 2000
+    r = c.get(f"{url}/downsample", params={"x": "x", "y": "y", "n": 1}, headers=h)
+    assert r.status_code == 422
+    r = c.get(f"{url}/downsample", params={"x": "y", "y": "x", "n": 100}, headers=h)
+    assert r.status_code == 422 and "sorted" in r.json()["detail"]
+    grid = c.get(f"{url}/aggregate", params={"x": "x", "y": "y", "width": 40, "height": 30},
+                 headers=h).json()["grid"]
+    assert len(grid) == 30 and len(grid[0]) == 40 and sum(map(sum, grid)) == x.size
+    png = c.get(f"{url}/aggregate", params={"x": "x", "y": "y", "width": 40, "height": 30,
+                                            "format": "png"}, headers=h)
+    assert png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (40, 30)
