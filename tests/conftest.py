@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from servers import Server, start_azurite, start_nats, start_plotline, start_redis
+
+# Servers started by the tests skip compiling datashader's kernels at start (seconds of CPU
+# each); the aggregate tests pay for it once, on first use.
+os.environ.setdefault("PLOTLINE_DATA_WARM_UP", "false")
 
 
 @pytest.fixture(scope="session")

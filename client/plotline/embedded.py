@@ -43,7 +43,8 @@ class Embedded:
         if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
             return await _not_found(scope, receive, send)
         rel = path[len(self.prefix):] or "/"
-        scope = dict(scope, root_path=scope.get("root_path", "") + self.prefix)
+        if self.prefix:
+            scope = dict(scope, root_path=scope.get("root_path", "") + self.prefix)
         for prefix, app in self.table:
             if rel == prefix or rel.startswith(prefix + "/"):
                 return await app(scope, receive, send)

@@ -100,7 +100,10 @@ def run(args: argparse.Namespace) -> int:
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
         server = uvicorn.Server(uvicorn.Config(
-            app, host=args.ip, port=args.port, lifespan="on", proxy_headers=True,
+            app, host=args.ip, port=args.port, lifespan="on",
+            # links are built from public_url, never from X-Forwarded-* (and parsing them
+            # costs every request)
+            proxy_headers=False,
             log_level="debug" if args.verbose else "info", access_log=args.verbose,
             server_header=False))
         server.run()

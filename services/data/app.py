@@ -40,14 +40,21 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
                                      bus)
         app.state.views = Views(app.state.data)
         # compile datashader's kernels in the background, not on the first request
-        warming = asyncio.get_running_loop().run_in_executor(None, warm_up)
+        warming = (asyncio.get_running_loop().run_in_executor(None, warm_up)
+                   if settings.warm_up else None)
         app.state.authenticator = await connect_authenticator(settings, bus)
         app.state.ready_checks = ready_checks(bus, kv)
+
+        async def kernels() -> bool:
+            return warming is None or warming.done()
+
+        app.state.ready_checks["kernels"] = kernels
         log.info("data ready (multi_user=%s)", settings.multi_user)
         try:
             yield
         finally:
-            await warming
+            if warming is not None:
+                await warming
             await bus.close()
             await blobs.close()
             await kv.close()

@@ -19,3 +19,6 @@ class DataSettings(ServiceSettings):
     # Merge a source's chunks into one when it has more than this many.
     max_chunks: int = 64
     max_write_retries: int = 50
+    # Compile datashader's kernels at start (seconds of CPU in a background thread); the
+    # service reports ready only after, so its first aggregate does not stall.
+    warm_up: bool = True

@@ -35,11 +35,27 @@ class DocsRepository:
         self._parsed: OrderedDict[str, Doc] = OrderedDict()
         self._parsed_max = parsed_cache
         self._cleanup: set[asyncio.Task[None]] = set()
+        self._meta: dict[str, tuple[bytes, Meta]] = {}  # id -> (stored bytes, decoded)
 
     # metadata
     async def get_meta(self, doc_id: str) -> tuple[Meta, int] | None:
         found = await self.kv.get(f"doc:{doc_id}")
         return (json.loads(found.value), found.version) if found else None
+
+    async def peek_meta(self, doc_id: str) -> Meta | None:
+        """The metadata for reading only (never change it): decoded once per stored value,
+        since decoding costs more than the lookup on the hot read path."""
+        found = await self.kv.get(f"doc:{doc_id}")
+        if found is None:
+            return None
+        cached = self._meta.get(doc_id)
+        if cached is not None and cached[0] == found.value:
+            return cached[1]
+        meta = json.loads(found.value)
+        if len(self._meta) >= 10_000:
+            self._meta.clear()
+        self._meta[doc_id] = (found.value, meta)
+        return meta
 
     async def put_meta(self, meta: Meta, expect: int) -> int:
         return await self.kv.put(f"doc:{meta['id']}", json.dumps(meta).encode(), expect=expect)

@@ -113,7 +113,9 @@ class DocsService:
     async def read(self, doc_id: str, principal: Principal | None,
                    share: str | None = None) -> tuple[Meta, bytes]:
         """The document's JSON answer, rendered once per version and cached."""
-        meta, _ = await self.meta(doc_id)
+        meta = await self.repo.peek_meta(doc_id) if doc_id.isalnum() else None
+        if meta is None:
+            raise NotFound("no such document")
         require(meta, user_of(principal), Right.READ, share)
         key = (doc_id, meta["version"])
         body = self._rendered.get(key)
