@@ -26,6 +26,7 @@ EVENT_SUBJECTS = "plotline.*.*.*"
 AUTH_VERIFY = "plotline.auth.verify"
 AUTH_JWKS = "plotline.auth.jwks"
 DOCS_ACCESS = "plotline.docs.access"
+DOCS_SOURCE_ACCESS = "plotline.docs.source_access"  # may U (or share key K) read source S?
 DOCS_PATCH = "plotline.docs.patch"  # two-way: a browser's patch, forwarded by push
 
 # Login cookie and its CSRF companion (double-submit: the companion is readable by JS and

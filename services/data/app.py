@@ -16,6 +16,7 @@ from services.common.stores.blob import open_blob
 from services.common.stores.kv import open_kv
 
 from .config import DataSettings
+from .events import Grants, start_listeners
 from .large import warm_up
 from .repository import DataRepository
 from .routes import router
@@ -36,8 +37,10 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
                           azure_connection_string=azure.get_secret_value() if azure else None)
         bus = await Bus.connect(settings.nats_url, "data")
         await bus.ensure_stream()
+        grants = Grants(bus)
         app.state.data = DataService(settings, DataRepository(kv, blobs, settings.cache_bytes),
-                                     bus)
+                                     bus, grants)
+        await start_listeners(bus, grants, app.state.data.drop)
         app.state.views = Views(app.state.data)
         # compile datashader's kernels in the background, not on the first request
         warming = (asyncio.get_running_loop().run_in_executor(None, warm_up)

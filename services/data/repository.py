@@ -34,6 +34,8 @@ class DataRepository:
         self.blobs = blobs
         self.cache_bytes = cache_bytes
         self._tables: dict[str, tuple[int, pa.Table]] = {}  # id -> (version, visible rows)
+        self._sizes: dict[str, int] = {}
+        self._total = 0
 
     async def get(self, source_id: str) -> tuple[Manifest, int] | None:
         found = await self.kv.get(f"source:{source_id}")
@@ -64,13 +66,19 @@ class DataRepository:
         return table
 
     def remember(self, manifest: Manifest, table: pa.Table) -> None:
+        """Keep the source's rows; oldest sources go first when over the byte budget. Sizes
+        are kept as we go: summing every table on each append cost tens of ms."""
+        self.forget(manifest["id"])
+        size = table.get_total_buffer_size()
         self._tables[manifest["id"]] = (manifest["version"], table)
-        while sum(t.nbytes for _, t in self._tables.values()) > self.cache_bytes and len(
-                self._tables) > 1:
-            del self._tables[next(iter(self._tables))]
+        self._sizes[manifest["id"]] = size
+        self._total += size
+        while self._total > self.cache_bytes and len(self._tables) > 1:
+            self.forget(next(iter(self._tables)))
 
     def forget(self, source_id: str) -> None:
-        self._tables.pop(source_id, None)
+        if self._tables.pop(source_id, None) is not None:
+            self._total -= self._sizes.pop(source_id)
 
     async def commit(self, manifest: Manifest, kv_version: int, written: list[dict],
                      dropped: list[str]) -> int:

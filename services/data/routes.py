@@ -21,6 +21,14 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Rollover = Annotated[int | None, Field(default=None, ge=0)]
 
 
+def via(doc: str | None = None, share: str | None = None) -> tuple[str | None, str | None]:
+    """A reader coming through a document (`?doc=`), with its share key (`&share=`)."""
+    return doc, share
+
+
+Via = Annotated[tuple[str | None, str | None], Depends(via)]
+
+
 async def get_data(request: Request) -> DataService:
     return request.app.state.data
 
@@ -98,18 +106,18 @@ async def create_source(request: Request, user: CurrentUser, data: Data,
 
 
 @router.get("/sources/{source_id}")
-async def describe(source_id: str, user: MaybeUser, data: Data) -> dict[str, Any]:
+async def describe(source_id: str, user: MaybeUser, data: Data, through: Via) -> dict:
     """Rows, version, rollover, and each column's dtype and content hash."""
-    return await data.describe_source(source_id, user)
+    return await data.describe_source(source_id, user, through)
 
 
 @router.get("/sources/{source_id}/data")
 async def read_rows(source_id: str, request: Request, user: MaybeUser, data: Data,
-                    columns: str | None = None, start: int | None = None,
+                    through: Via, columns: str | None = None, start: int | None = None,
                     stop: int | None = None) -> Response:
     """Columnar JSON, or Arrow IPC with `Accept: application/vnd.apache.arrow.stream`."""
     names = [c for c in columns.split(",") if c] if columns else None
-    m, table = await data.read(source_id, user, names, start, stop)
+    m, table = await data.read(source_id, user, names, start, stop, through)
     headers = {"ETag": f'"{m["version"]}"', "X-Plotline-Version": str(m["version"])}
     if ARROW in request.headers.get("accept", ""):
         return Response(cols.to_arrow(table), media_type=ARROW, headers=headers)
@@ -161,7 +169,7 @@ async def delete_source(source_id: str, user: MaybeUser, data: Data) -> None:
 
 # --- large data ----------------------------------------------------------------------------
 
-def get_views(request: Request) -> Any:
+async def get_views(request: Request) -> Any:
     return request.app.state.views
 
 
@@ -177,17 +185,17 @@ def parse_range(text: str | None, name: str) -> tuple[float, float] | None:
 
 @router.get("/sources/{source_id}/downsample")
 async def downsample(source_id: str, user: MaybeUser, x: str, y: str,
-                     views: Annotated[Any, Depends(get_views)], n: int = 2000,
+                     views: Annotated[Any, Depends(get_views)], through: Via, n: int = 2000,
                      method: str = "minmaxlttb", x0: float | None = None,
                      x1: float | None = None) -> dict[str, Any]:
     """At most n representative points of y over x in [x0, x1] (MinMaxLTTB by default)."""
-    return await views.downsample(source_id, user, x, y, n, method, x0, x1)
+    return await views.downsample(source_id, user, x, y, n, method, x0, x1, through)
 
 
 @router.get("/sources/{source_id}/aggregate", responses={200: {"content": {
     "image/png": {}, "application/json": {}}}})
 async def aggregate(source_id: str, request: Request, user: MaybeUser, x: str, y: str,
-                    views: Annotated[Any, Depends(get_views)], width: int = 800,
+                    views: Annotated[Any, Depends(get_views)], through: Via, width: int = 800,
                     height: int = 600, x_range: str | None = None, y_range: str | None = None,
                     agg: str = "count", value: str | None = None,
                     format: str | None = None) -> Response:
@@ -197,7 +205,7 @@ async def aggregate(source_id: str, request: Request, user: MaybeUser, x: str, y
 
     m, grid = await views.aggregate(source_id, user, x, y, width, height,
                                     parse_range(x_range, "x_range"),
-                                    parse_range(y_range, "y_range"), agg, value)
+                                    parse_range(y_range, "y_range"), agg, value, through)
     headers = {"X-Plotline-Version": str(m["version"])}
     if format == "png" or "image/png" in request.headers.get("accept", ""):
         return Response(to_png(grid), media_type="image/png", headers=headers)

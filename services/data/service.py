@@ -32,7 +32,10 @@ from services.common.stores.kv import VersionConflict
 
 from . import columns as cols
 from .config import DataSettings
+from .events import Grants
 from .repository import DataRepository, Manifest
+
+Via = tuple[str | None, str | None]  # (document id, its share key) a reader comes through
 
 # A change: (manifest to edit in place, current rows) -> (event data, new rows, chunks
 # written to the blob store, blob names no longer referenced).
@@ -54,26 +57,42 @@ def summary(m: Manifest, hashes: dict[str, str]) -> dict[str, Any]:
 
 
 class DataService:
-    def __init__(self, settings: DataSettings, repo: DataRepository, bus: Bus) -> None:
+    def __init__(self, settings: DataSettings, repo: DataRepository, bus: Bus,
+                 grants: Grants | None = None) -> None:
         self.settings = settings
+        self.grants = grants
         self.repo = repo
         self.bus = bus
         self._locks = [asyncio.Lock() for _ in range(256)]
         self._hashes: dict[tuple[str, int], dict[str, str]] = {}
 
     async def manifest(self, source_id: str, principal: Principal | None,
-                       write: bool = False) -> tuple[Manifest, int]:
+                       write: bool = False, via: Via = (None, None)) -> tuple[Manifest, int]:
+        """The manifest, if the caller may read it (or change it, with `write`). Besides the
+        owner, readers of a document binding the source may read (`via` = the document and
+        its share key, for share links)."""
         found = await self.repo.get(source_id) if source_id.isalnum() else None
         if found is None:
             raise NotFound("no such source")
         user = principal.username if principal else None
-        if user != found[0]["owner"] and not (not write and user in found[0]["readers"]):
-            if user is None:
-                raise Unauthorized()
-            if user in found[0]["readers"]:
-                raise Forbidden("you may read this source but not change it")
-            raise NotFound("no such source")
-        return found
+        if user == found[0]["owner"]:
+            return found
+        readable = self.grants is not None and await self.grants.may_read(source_id, user, via)
+        if readable and not write:
+            return found
+        if user is None:
+            raise Unauthorized()
+        if readable:
+            raise Forbidden("you may read this source but not change it")
+        raise NotFound("no such source")
+
+    async def drop(self, source_id: str) -> bool:
+        """Delete a source a deleted document took with it (no caller: the docs event)."""
+        found = await self.repo.get(source_id) if source_id.isalnum() else None
+        if found is None:
+            return False
+        await self.delete(source_id, Principal(found[0]["owner"], "docs-event"))
+        return True
 
     async def create(self, principal: Principal, name: str, table: pa.Table,
                      rollover: int | None) -> dict[str, Any]:
@@ -114,14 +133,15 @@ class DataService:
                 out.append({k: m[k] for k in ("id", "name", "owner", "version", "rows")})
         return out
 
-    async def describe_source(self, source_id: str, principal: Principal | None) -> dict:
-        m, _ = await self.manifest(source_id, principal)
+    async def describe_source(self, source_id: str, principal: Principal | None,
+                              via: Via = (None, None)) -> dict:
+        m, _ = await self.manifest(source_id, principal, via=via)
         return self.describe(m, await self.repo.load(m))
 
     async def read(self, source_id: str, principal: Principal | None,
-                   names: list[str] | None, start: int | None,
-                   stop: int | None) -> tuple[Manifest, pa.Table]:
-        m, _ = await self.manifest(source_id, principal)
+                   names: list[str] | None, start: int | None, stop: int | None,
+                   via: Via = (None, None)) -> tuple[Manifest, pa.Table]:
+        m, _ = await self.manifest(source_id, principal, via=via)
         table = await self.repo.load(m)
         try:
             return m, cols.slice_rows(cols.select(table, names), start, stop)

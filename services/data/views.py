@@ -11,7 +11,7 @@ import pyarrow as pa
 from services.common.identity import Principal
 
 from . import large
-from .service import DataService
+from .service import DataService, Via
 
 
 def as_numpy(table: pa.Table, name: str) -> np.ndarray:
@@ -30,9 +30,9 @@ class Views:
         self._sorted: dict[tuple[str, int, str], bool] = {}  # per source version and column
         self._arrays: dict[tuple[str, int, str], np.ndarray] = {}
 
-    async def _columns(self, source_id: str, principal: Principal | None,
-                       *names: str) -> tuple[dict, list[np.ndarray]]:
-        m, table = await self.data.read(source_id, principal, None, None, None)
+    async def _columns(self, source_id: str, principal: Principal | None, *names: str,
+                       via: Via = (None, None)) -> tuple[dict, list[np.ndarray]]:
+        m, table = await self.data.read(source_id, principal, None, None, None, via)
         arrays = []
         for name in names:
             key = (source_id, m["version"], name)
@@ -44,9 +44,9 @@ class Views:
         return m, arrays
 
     async def downsample(self, source_id: str, principal: Principal | None, x: str, y: str,
-                         n: int, method: str, x0: float | None,
-                         x1: float | None) -> dict[str, Any]:
-        m, (xs, ys) = await self._columns(source_id, principal, x, y)
+                         n: int, method: str, x0: float | None, x1: float | None,
+                         via: Via = (None, None)) -> dict[str, Any]:
+        m, (xs, ys) = await self._columns(source_id, principal, x, y, via=via)
         key = (source_id, m["version"], x)
         if key not in self._sorted:
             self._sorted[key] = large.is_sorted(xs)
@@ -58,9 +58,9 @@ class Views:
 
     async def aggregate(self, source_id: str, principal: Principal | None, x: str, y: str,
                         width: int, height: int, x_range: Any, y_range: Any, agg: str,
-                        value: str | None) -> tuple[dict, np.ndarray]:
+                        value: str | None, via: Via = (None, None)) -> tuple[dict, np.ndarray]:
         names = (x, y, value) if value else (x, y)
-        m, arrays = await self._columns(source_id, principal, *names)
+        m, arrays = await self._columns(source_id, principal, *names, via=via)
         grid = large.aggregate(arrays[0], arrays[1], width=width, height=height,
                                x_range=x_range, y_range=y_range, agg=agg,
                                value=arrays[2] if value else None)

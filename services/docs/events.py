@@ -7,7 +7,7 @@ from typing import Any
 from services.common.bus import Bus
 from services.common.errors import PlotlineError
 from services.common.identity import Principal
-from services.common.names import DOCS_ACCESS, DOCS_PATCH
+from services.common.names import DOCS_ACCESS, DOCS_PATCH, DOCS_SOURCE_ACCESS
 
 from .service import DocsService
 from .sharing import Sharing
@@ -28,4 +28,5 @@ async def start_responders(bus: Bus, docs: DocsService, sharing: Sharing) -> Non
         return {"ok": True, "version": meta["version"]}
 
     await bus.serve(DOCS_ACCESS, sharing.access, queue=QUEUE)
+    await bus.serve(DOCS_SOURCE_ACCESS, sharing.source_access, queue=QUEUE)
     await bus.serve(DOCS_PATCH, patch, queue=QUEUE)

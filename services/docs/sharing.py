@@ -105,3 +105,18 @@ class Sharing:
         return {"ok": True, "read": have >= Right.READ, "write": have >= Right.WRITE,
                 "version": meta["version"], "sources": meta["sources"],
                 "published": meta["published"]}
+
+    async def source_access(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer of `plotline.docs.source_access`: {source, user?, doc?, share?} -> {read}.
+
+        A source is readable by whoever may read a document that binds it; a share key counts
+        only for the document it belongs to (`doc`)."""
+        source, user = request.get("source"), request.get("user")
+        doc, share = request.get("doc"), request.get("share")
+        if not isinstance(source, str):
+            return {"ok": False, "error": "invalid_request"}
+        for doc_id in await self.docs.repo.list_members(f"source-docs:{source}"):
+            found = await self.docs.repo.get_meta(doc_id)
+            if found and rights(found[0], user, share if doc_id == doc else None) >= Right.READ:
+                return {"ok": True, "read": True, "doc": doc_id}
+        return {"ok": True, "read": False}

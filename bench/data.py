@@ -1,0 +1,253 @@
+"""Data benchmark: appends (Arrow, JSON, single rows) and the large-data views.
+
+One real `plotline serve --backend file` (single user, its own nats-server), every request on
+127.0.0.1, one run. Load is generated in this process (raw keep-alive HTTP/1.1 on uvloop,
+bodies encoded once beforehand); each figure is printed with its target and MET/NOT MET.
+
+1. Append throughput, Arrow IPC batches of 100k rows x 4 float64 columns into one source,
+   CLIENTS concurrent connections for ~3 s: rows acknowledged / wall time, target
+   >= 2,000,000 rows/s.
+2. The same with JSON `{"columns": {...}}` bodies of 10k rows, target >= 200,000 rows/s.
+3. Single-row appends spread over 100 sources: 20 concurrent clients, each appending one row
+   to a random source, 5,000 in all: p50 / p99 acknowledgement latency, target p99 <= 20 ms.
+4. `downsample` of a 100M-row source (x = arange, y = random walk, float64) to 2,000 points
+   over HTTP, warm: median and max of 10 calls, target median <= 100 ms; beside it
+   tsdownsample's MinMaxLTTBDownsampler on the same arrays here (median of 5) and the ratio.
+5. `aggregate` of 10M points to 800x600 (count) over HTTP, JSON grid and PNG, beside
+   datashader's Canvas(800, 600).points(...) here on the same data, and the ratios. The issue
+   sets no target for this one.
+
+Run: .venv/bin/python bench/data.py   (needs ~6 GB of RAM: 1.6 GB here, ~3.5 GB in the server)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+from _util import (
+    BIN,
+    RawHttp,
+    cpu_seconds,
+    fmt_s,
+    free_port,
+    http_ready,
+    percentile,
+    run_fast,
+    start,
+    start_nats,
+    stop,
+)
+
+ARROW = "application/vnd.apache.arrow.stream"
+BASE = "/api/v1/data/sources"
+ARROW_TARGET, JSON_TARGET, P99_TARGET, DOWNSAMPLE_TARGET = 2_000_000, 200_000, 20e-3, 0.100
+CLIENTS, SECONDS, MAX_BATCHES = 4, 3.0, 1_000
+ARROW_ROWS, JSON_ROWS = 100_000, 10_000
+SOURCES, SINGLE_CLIENTS, SINGLES = 100, 20, 5_000
+BIG_ROWS, BIG_CHUNK, AGG_ROWS, W, H = 100_000_000, 10_000_000, 10_000_000, 800, 600
+COLUMNS = ("a", "b", "c", "d")
+perf = time.perf_counter
+
+
+def met(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
+def raw(method: str, path: str, port: int, body: bytes, ctype: str) -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def arrow_body(columns: dict[str, np.ndarray]) -> bytes:
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def create(client: httpx.Client, name: str, columns: dict[str, np.ndarray]) -> str:
+    r = client.post(f"{BASE}?name={name}", content=arrow_body(columns),
+                    headers={"content-type": ARROW})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+async def throughput(port: int, request: bytes, rows: int, pid: int) -> tuple[float, float]:
+    """CLIENTS connections send `request` back to back for SECONDS: (rows/s, server CPU)."""
+    conns = [await RawHttp.connect(port, keep_body=True) for _ in range(CLIENTS)]
+    done, cpu0, t0 = [0], cpu_seconds([pid]), perf()
+
+    async def worker(conn: RawHttp) -> None:
+        while perf() - t0 < SECONDS and done[0] < MAX_BATCHES * rows:
+            status, _, answer = await conn.send(request)
+            assert status == 200, answer[:300]
+            done[0] += rows
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    wall = perf() - t0
+    for c in conns:
+        c.transport.close()
+    return done[0] / wall, (cpu_seconds([pid]) - cpu0) / wall
+
+
+async def singles(port: int, ids: list[str]) -> list[float]:
+    rnd, left, latencies = random.Random(1), [SINGLES], []
+    bodies = [raw("POST", f"{BASE}/{i}/append", port, json.dumps(
+        {"columns": {c: [1.5] for c in COLUMNS}}).encode(), "application/json") for i in ids]
+    conns = [await RawHttp.connect(port, keep_body=True) for _ in range(SINGLE_CLIENTS)]
+
+    async def worker(conn: RawHttp) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            t = perf()
+            status, _, answer = await conn.send(rnd.choice(bodies))
+            latencies.append(perf() - t)
+            assert status == 200, answer[:300]
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    for c in conns:
+        c.transport.close()
+    return sorted(latencies)
+
+
+def timed(fn, times: int) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(times):
+        t = perf()
+        fn()
+        out.append(perf() - t)
+    return out
+
+
+def bench(tmp: Path, procs: list) -> None:
+    nats_proc, nats_url = start_nats(tmp)
+    procs.append(nats_proc)
+    port = free_port()
+    argv = [str(BIN / "plotline"), "serve", "--ip", "127.0.0.1", "--port", str(port), "-D",
+            str(tmp / "data"), "--backend", "file", "--nats-url", nats_url]
+    t = perf()
+    server = start(argv, tmp / "plotline.log", lambda: http_ready(port), timeout=180)
+    procs.append(server)
+    print(f"server ready (/readyz, incl. kernel warm-up) in {perf() - t:.1f} s; "
+          f"{len(os.sched_getaffinity(0))} CPUs shared by server and bench")
+    rng = np.random.default_rng(1)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+
+    # 1 and 2: throughput into one source each
+    cols = {c: rng.random(ARROW_ROWS) for c in COLUMNS}
+    for label, rows, ctype, body, target in (
+            ("Arrow", ARROW_ROWS, ARROW, arrow_body(cols), ARROW_TARGET),
+            ("JSON", JSON_ROWS, "application/json",
+             json.dumps({"columns": {c: v[:JSON_ROWS].tolist() for c, v in cols.items()}})
+             .encode(), JSON_TARGET)):
+        source = create(client, f"tp-{label}", {c: v[:10] for c, v in cols.items()})
+        request = raw("POST", f"{BASE}/{source}/append", port, body, ctype)
+        rate, cpu = run_fast(throughput(port, request, rows, server.pid))
+        total = client.get(f"{BASE}/{source}").json()["rows"]
+        print(f"1/2. append {label}, {rows:,}-row batches ({len(body) / 1e6:.2f} MB) x 4 float64"
+              f", {CLIENTS} clients, one source, ~{SECONDS:g} s: {rate:,.0f} rows/s "
+              f"(server CPU {cpu:.0%}; source now {total:,} rows)  target >= {target:,} rows/s:"
+              f" {met(rate >= target)}")
+
+    # 3: single-row appends over 100 sources
+    ids = [create(client, f"one-{i}", {c: np.zeros(1) for c in COLUMNS}) for i in range(SOURCES)]
+    lat = run_fast(singles(port, ids))
+    p99 = percentile(lat, 99)
+    print(f"3. single-row append over {SOURCES} sources, {SINGLE_CLIENTS} concurrent clients, "
+          f"{SINGLES:,} appends: p50 {fmt_s(percentile(lat, 50))}  p99 {fmt_s(p99)}  max "
+          f"{fmt_s(lat[-1])}  target p99 <= {fmt_s(P99_TARGET)}: {met(p99 <= P99_TARGET)}")
+
+    # 4: downsample a 100M-row source
+    x = np.arange(BIG_ROWS, dtype=np.float64)
+    y = np.cumsum(rng.standard_normal(BIG_ROWS))
+    t = perf()
+    big = create(client, "big", {"x": x[:BIG_CHUNK], "y": y[:BIG_CHUNK]})
+    for lo in range(BIG_CHUNK, BIG_ROWS, BIG_CHUNK):
+        r = client.post(f"{BASE}/{big}/append", headers={"content-type": ARROW},
+                        content=arrow_body({"x": x[lo:lo + BIG_CHUNK], "y": y[lo:lo + BIG_CHUNK]}))
+        r.raise_for_status()
+    print(f"4. source of {BIG_ROWS:,} rows (x, y float64) loaded in {BIG_CHUNK:,}-row Arrow "
+          f"bodies in {perf() - t:.1f} s ({BIG_ROWS / (perf() - t):,.0f} rows/s, incl. encoding)")
+    url = f"{BASE}/{big}/downsample?x=x&y=y&n=2000"
+
+    def call() -> None:
+        r = client.get(url)
+        r.raise_for_status()
+        assert r.json()["n"] == 2000
+
+    first = timed(call, 1)[0]
+    http = timed(call, 10)
+    from tsdownsample import MinMaxLTTBDownsampler
+    ds_ = MinMaxLTTBDownsampler()
+    ds_.downsample(x, y, n_out=2000)
+    direct = statistics.median(timed(partial(ds_.downsample, x, y, n_out=2000), 5))
+    med = statistics.median(http)
+    print(f"   downsample to 2,000 over HTTP, warm, 10 calls: median {fmt_s(med)}  max "
+          f"{fmt_s(max(http))} (first call {fmt_s(first)})  target median <= "
+          f"{fmt_s(DOWNSAMPLE_TARGET)}: {met(med <= DOWNSAMPLE_TARGET)}")
+    print(f"   tsdownsample MinMaxLTTBDownsampler directly (median of 5): {fmt_s(direct)}; "
+          f"HTTP / direct = {med / direct:.2f}x")
+    del x, y
+    client.delete(f"{BASE}/{big}").raise_for_status()
+
+    # 5: aggregate 10M points
+    ax, ay = rng.standard_normal(AGG_ROWS), rng.standard_normal(AGG_ROWS)
+    agg = create(client, "agg", {"x": ax, "y": ay})
+    import datashader as ds
+    import pandas as pd
+
+    def shade() -> None:
+        ds.Canvas(plot_width=W, plot_height=H).points(
+            pd.DataFrame({"x": ax, "y": ay}, copy=False), "x", "y", ds.count())
+
+    shade()
+    direct = statistics.median(timed(shade, 5))
+    print(f"5. aggregate {AGG_ROWS:,} points to {W}x{H} count (no target in the issue); "
+          f"datashader directly (median of 5): {fmt_s(direct)}")
+    for form, query in (("JSON grid", ""), ("PNG", "&format=png")):
+        url5 = f"{BASE}/{agg}/aggregate?x=x&y=y&width={W}&height={H}&agg=count{query}"
+        sizes = []
+
+        def get() -> None:
+            r = client.get(url5)  # noqa: B023
+            r.raise_for_status()
+            sizes.append(len(r.content))  # noqa: B023
+
+        first = timed(get, 1)[0]
+        med = statistics.median(timed(get, 5))
+        print(f"   over HTTP, {form} ({sizes[-1] / 1e6:.2f} MB): median of 5 {fmt_s(med)} "
+              f"(first {fmt_s(first)}); HTTP / direct = {med / direct:.2f}x")
+    client.close()
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="plotline-bench-") as tmp:
+        procs: list = []
+        try:
+            bench(Path(tmp), procs)
+        except BaseException:
+            for log in sorted(Path(tmp).rglob("*.log")):  # the temporary directory goes next
+                print(f"--- {log.name} (last lines)", *log.read_text().splitlines()[-20:],
+                      sep="\n", file=sys.stderr)
+            raise
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

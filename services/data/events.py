@@ -1,0 +1,64 @@
+"""Data on the bus: reads granted through documents, and sources dropped with them.
+
+Who may read a source besides its owner is the docs service's to say (a reader of a
+document that binds the source, or a holder of that document's share key). The answer is
+cached for a moment and forgotten whenever any document changes, so publishing grants and
+unpublishing, unsharing or deleting revokes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from services.common.bus import Bus
+from services.common.errors import Unavailable
+from services.common.events import DocsVerb
+from services.common.names import DOCS_SOURCE_ACCESS, service_subjects
+
+log = logging.getLogger("plotline.data")
+QUEUE = "data"
+GRANT_TTL = 2.0  # seconds; any docs event clears the cache before that
+
+
+class Grants:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._answers: dict[tuple, tuple[float, bool]] = {}
+
+    async def may_read(self, source_id: str, user: str | None,
+                       via: tuple[str | None, str | None]) -> bool:
+        key = (source_id, user, *via)
+        hit = self._answers.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        doc, share = via
+        try:
+            answer = await self.bus.request(DOCS_SOURCE_ACCESS, {
+                "source": source_id, "user": user, "doc": doc, "share": share})
+        except Unavailable:
+            return False  # docs cannot vouch for the reader: refuse
+        allowed = bool(answer.get("read"))
+        if len(self._answers) > 50_000:
+            self._answers.clear()
+        self._answers[key] = (time.monotonic() + GRANT_TTL, allowed)
+        return allowed
+
+    def forget(self) -> None:
+        self._answers.clear()
+
+
+async def start_listeners(bus: Bus, grants: Grants, drop: Any) -> None:
+    async def docs_changed(_subject: str, _event: Any) -> None:
+        grants.forget()
+
+    async def doc_deleted(subject: str, event: Any) -> None:
+        for source_id in event.data.get("drop_sources", []):
+            if await drop(source_id):
+                log.info("dropped source %s with document %s", source_id,
+                         subject.split(".")[2])
+
+    await bus.subscribe(service_subjects("docs"), docs_changed)
+    # one replica acts on each deletion (queue group); dropping is idempotent
+    await bus.subscribe(service_subjects("docs", DocsVerb.DELETED), doc_deleted, queue=QUEUE)
