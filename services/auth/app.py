@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services.common.app import build_app, ready_checks
-from services.common.bus import Bus
+from services.common.clients import service_clients
 from services.common.identity import connect_authenticator
-from services.common.stores.kv import open_kv
 
 from .config import AuthSettings
 from .events import start_responders
@@ -40,29 +39,26 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        kv = open_kv(settings.kv_url)
-        bus = await Bus.connect(settings.nats_url, "auth")
-        await bus.ensure_stream()
-        ring = KeyRing(kv, rotation_s=settings.key_rotation_seconds,
-                       token_ttl_s=settings.token_ttl_seconds)
-        await ring.refresh()
-        mailer = (Mailer(settings.smtp_url.get_secret_value(), settings.mail_from)
-                  if settings.smtp_url else None)
-        svc = AuthService(settings, AuthRepository(kv), ring, bus, mailer)
-        app.state.auth = svc
-        app.state.authenticator = await connect_authenticator(
-            settings, bus, jwks=ring.jwks, check_key=svc.check_key)
-        await start_responders(bus, svc)
-        app.state.ready_checks = ready_checks(bus, kv)
-        rotation = asyncio.create_task(
-            _rotate_forever(ring, min(60.0, settings.key_rotation_seconds / 4)))
-        log.info("auth ready (multi_user=%s, kid=%s)", settings.multi_user, ring.current_kid)
-        try:
-            yield
-        finally:
-            rotation.cancel()
-            await bus.close()
-            await kv.close()
+        async with service_clients(settings, "auth") as c:
+            ring = KeyRing(c.kv, rotation_s=settings.key_rotation_seconds,
+                           token_ttl_s=settings.token_ttl_seconds)
+            await ring.refresh()
+            mailer = (Mailer(settings.smtp_url.get_secret_value(), settings.mail_from)
+                      if settings.smtp_url else None)
+            svc = AuthService(settings, AuthRepository(c.kv), ring, c.bus, mailer)
+            app.state.auth = svc
+            app.state.authenticator = await connect_authenticator(
+                settings, c.bus, jwks=ring.jwks, check_key=svc.check_key)
+            await start_responders(c.bus, svc)
+            app.state.ready_checks = ready_checks(c.bus, c.kv)
+            rotation = asyncio.create_task(
+                _rotate_forever(ring, min(60.0, settings.key_rotation_seconds / 4)))
+            log.info("auth ready (multi_user=%s, kid=%s)", settings.multi_user,
+                     ring.current_kid)
+            try:
+                yield
+            finally:
+                rotation.cancel()
 
     return build_app(service="auth", title="Plotline auth", lifespan=lifespan,
                      max_body_bytes=settings.max_body_bytes, routers=[router])

@@ -10,10 +10,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services.common.app import build_app, ready_checks
-from services.common.bus import Bus
+from services.common.clients import service_clients
 from services.common.identity import connect_authenticator
-from services.common.stores.blob import open_blob
-from services.common.stores.kv import open_kv
 
 from .config import DataSettings
 from .events import Grants, start_listeners
@@ -31,36 +29,28 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        kv = open_kv(settings.kv_url)
-        azure = settings.azure_connection_string
-        blobs = open_blob(settings.blob_url,
-                          azure_connection_string=azure.get_secret_value() if azure else None)
-        bus = await Bus.connect(settings.nats_url, "data")
-        await bus.ensure_stream()
-        grants = Grants(bus)
-        app.state.data = DataService(settings, DataRepository(kv, blobs, settings.cache_bytes),
-                                     bus, grants)
-        await start_listeners(bus, grants, app.state.data.drop)
-        app.state.views = Views(app.state.data)
-        # compile datashader's kernels in the background, not on the first request
-        warming = (asyncio.get_running_loop().run_in_executor(None, warm_up)
-                   if settings.warm_up else None)
-        app.state.authenticator = await connect_authenticator(settings, bus)
-        app.state.ready_checks = ready_checks(bus, kv)
+        async with service_clients(settings, "data") as c:
+            grants = Grants(c.bus)
+            app.state.data = DataService(
+                settings, DataRepository(c.kv, c.blobs, settings.cache_bytes), c.bus, grants)
+            await start_listeners(c.bus, grants, app.state.data.drop)
+            app.state.views = Views(app.state.data)
+            # compile datashader's kernels in the background, not on the first request
+            warming = (asyncio.get_running_loop().run_in_executor(None, warm_up)
+                       if settings.warm_up else None)
+            app.state.authenticator = await connect_authenticator(settings, c.bus)
+            app.state.ready_checks = ready_checks(c.bus, c.kv)
 
-        async def kernels() -> bool:
-            return warming is None or warming.done()
+            async def kernels() -> bool:
+                return warming is None or warming.done()
 
-        app.state.ready_checks["kernels"] = kernels
-        log.info("data ready (multi_user=%s)", settings.multi_user)
-        try:
-            yield
-        finally:
-            if warming is not None:
-                await warming
-            await bus.close()
-            await blobs.close()
-            await kv.close()
+            app.state.ready_checks["kernels"] = kernels
+            log.info("data ready (multi_user=%s)", settings.multi_user)
+            try:
+                yield
+            finally:
+                if warming is not None:
+                    await warming
 
     return build_app(service="data", title="Plotline data", lifespan=lifespan,
                      max_body_bytes=settings.max_body_bytes, routers=[router])

@@ -9,10 +9,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services.common.app import build_app, ready_checks
-from services.common.bus import Bus
+from services.common.clients import service_clients
 from services.common.identity import connect_authenticator
-from services.common.stores.blob import open_blob
-from services.common.stores.kv import open_kv
 
 from .config import DocsSettings
 from .events import start_responders
@@ -31,25 +29,15 @@ def create_app(settings: DocsSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        kv = open_kv(settings.kv_url)
-        azure = settings.azure_connection_string
-        blobs = open_blob(settings.blob_url,
-                          azure_connection_string=azure.get_secret_value() if azure else None)
-        bus = await Bus.connect(settings.nats_url, "docs")
-        await bus.ensure_stream()
-        docs = DocsService(settings, DocsRepository(kv, blobs), bus)
-        sharing = Sharing(docs)
-        app.state.docs, app.state.sharing = docs, sharing
-        app.state.authenticator = await connect_authenticator(settings, bus)
-        await start_responders(bus, docs, sharing)
-        app.state.ready_checks = ready_checks(bus, kv)
-        log.info("docs ready (multi_user=%s)", settings.multi_user)
-        try:
+        async with service_clients(settings, "docs") as c:
+            docs = DocsService(settings, DocsRepository(c.kv, c.blobs), c.bus)
+            sharing = Sharing(docs)
+            app.state.docs, app.state.sharing = docs, sharing
+            app.state.authenticator = await connect_authenticator(settings, c.bus)
+            await start_responders(c.bus, docs, sharing)
+            app.state.ready_checks = ready_checks(c.bus, c.kv)
+            log.info("docs ready (multi_user=%s)", settings.multi_user)
             yield
-        finally:
-            await bus.close()
-            await blobs.close()
-            await kv.close()
 
     app = build_app(service="docs", title="Plotline docs", lifespan=lifespan,
                     max_body_bytes=settings.max_body_bytes, routers=[router, pages_router])
