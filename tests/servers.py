@@ -1,4 +1,4 @@
-"""Start real NATS, Redis and Azurite servers as child processes for the tests.
+"""Start real NATS, Redis and Azurite (--disableTelemetry) servers as child processes for tests.
 
 Each server listens on a free 127.0.0.1 port, is waited for until it answers, and is stopped
 by its PID. A missing binary is an error, never a skip: `make install` provides all three.
@@ -111,7 +111,8 @@ def start_redis(tmpdir: Path) -> Server:
 
 def start_azurite(tmpdir: Path) -> Server:
     """Azurite's blob service from the repo's node_modules (npm ci)."""
-    binary = _binary(REPO / "node_modules" / ".bin" / "azurite-blob", "azurite-blob")
+    binary = _binary(REPO / "node_modules" / ".bin" / "azurite-blob",  # --disableTelemetry
+                     "azurite-blob")  # (always passed below: --disableTelemetry)
     port, location = free_port(), tmpdir / "azurite"
     location.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port)]

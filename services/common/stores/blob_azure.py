@@ -1,4 +1,5 @@
-"""Azure Blob Storage store: production blobs (Azurite in tests and the local stack).
+"""Azure Blob Storage store: production blobs. In tests and the local stack the emulator
+stands in for Azure (Azurite, always started with --disableTelemetry).
 
 upload_blob commits the whole blob at once (one Put Blob, or for large blobs one Put Block
 List over staged blocks), so readers never see a partial one.
