@@ -183,3 +183,23 @@ class RawHttp(asyncio.Protocol):
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return await self.waiter
+
+
+def run_in_tmp(bench: Callable[[Path, list], None]) -> int:
+    """Run `bench(tmpdir, procs)`; stop every process it appended to `procs`, and on failure
+    print the tail of each log before the temporary directory goes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="plotline-bench-") as tmp:
+        procs: list = []
+        try:
+            bench(Path(tmp), procs)
+        except BaseException:
+            for log in sorted(Path(tmp).rglob("*.log")):
+                print(f"--- {log.name} (last lines)", *log.read_text().splitlines()[-20:],
+                      sep="\n", file=sys.stderr)
+            raise
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
+    return 0

@@ -28,7 +28,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -45,9 +44,9 @@ from _util import (
     http_ready,
     percentile,
     run_fast,
+    run_in_tmp,
     start,
     start_nats,
-    stop,
 )
 
 ARROW = "application/vnd.apache.arrow.stream"
@@ -234,20 +233,7 @@ def bench(tmp: Path, procs: list) -> None:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="plotline-bench-") as tmp:
-        procs: list = []
-        try:
-            bench(Path(tmp), procs)
-        except BaseException:
-            for log in sorted(Path(tmp).rglob("*.log")):  # the temporary directory goes next
-                print(f"--- {log.name} (last lines)", *log.read_text().splitlines()[-20:],
-                      sep="\n", file=sys.stderr)
-            raise
-        finally:
-            for proc in reversed(procs):
-                stop(proc)
-    return 0
-
+    return run_in_tmp(bench)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from _util import (
     percentile,
     pin,
     run_fast,
+    run_in_tmp,
     start,
     start_nats,
     stop,
@@ -279,20 +279,7 @@ def main() -> int:
         pids = list(map(int, pids.split(",")))
         print(json.dumps(run_fast(load(int(port), path, int(size), pids))))
         return 0
-    with tempfile.TemporaryDirectory(prefix="plotline-bench-") as tmp:
-        procs: list = []
-        try:
-            bench(Path(tmp), procs)
-        except BaseException:
-            for log in sorted(Path(tmp).rglob("*.log")):  # the temporary directory goes next
-                print(f"--- {log.name} (last lines)", *log.read_text().splitlines()[-20:],
-                      sep="\n", file=sys.stderr)
-            raise
-        finally:
-            for proc in reversed(procs):
-                stop(proc)
-    return 0
-
+    return run_in_tmp(bench)
 
 if __name__ == "__main__":
     sys.exit(main())
