@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from starlette.types import Receive, Scope, Send
 
 from services.common.app import combined_openapi
 from services.common.names import API_PREFIX, SERVICE_PREFIXES
+
+log = logging.getLogger("plotline.serve")
 
 
 class Embedded:
@@ -35,6 +38,7 @@ class Embedded:
         # the home page and viewer pages belong to docs when it is mounted
         docs = apps.get("docs")
         self.fallback = getattr(docs.state, "front", docs) if docs else None
+        self.started = False  # every service's lifespan started (the exit status)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -77,19 +81,22 @@ class Embedded:
             async with contextlib.AsyncExitStack() as stack:
                 for app in self.apps.values():
                     await stack.enter_async_context(app.router.lifespan_context(app))
-                started = True
+                started = self.started = True
+                log.info("all services started")
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown: leaving the stack closes every service
         except BaseException as exc:
             if self.after_shutdown:
                 self.after_shutdown()
             kind = "shutdown" if started else "startup"
+            log.error("%s failed: %r", kind, exc)
             await send({"type": f"lifespan.{kind}.failed", "message": repr(exc)})
             if not started:
                 return
             raise
         if self.after_shutdown:
             self.after_shutdown()
+        log.info("all services stopped")
         await send({"type": "lifespan.shutdown.complete"})
 
 

@@ -71,8 +71,6 @@ def build_settings(service: str, args: argparse.Namespace, nats_url: str | None,
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .embedded import Embedded
     from .natsproc import NatsChild
 
@@ -82,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if prefix and not prefix.startswith("/"):
         raise SystemExit("--url-prefix must start with '/', e.g. --url-prefix /plots")
     args.url_prefix = prefix
+    _refuse_taken_port(args.ip, args.port)
     child = None
     nats_url = args.nats_url
     embedded = args.service is None
@@ -99,15 +98,71 @@ def run(args: argparse.Namespace) -> int:
         # collector run on nearly every patch; objects alive at start never need scanning.
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
-        server = uvicorn.Server(uvicorn.Config(
-            app, host=args.ip, port=args.port, lifespan="on",
-            # links are built from public_url, never from X-Forwarded-* (and parsing them
-            # costs every request)
-            proxy_headers=False,
-            log_level="debug" if args.verbose else "info", access_log=args.verbose,
-            server_header=False))
-        server.run()
-        return 0 if server.started else 1
+        _event_loop_run(_http_server(app, args))
+        return 0 if app.started else 1
     finally:
         if child:
             child.stop()
+
+
+def _refuse_taken_port(ip: str, port: int) -> None:
+    """granian listens with SO_REUSEPORT (one socket per worker), so a second server on a
+    taken port would silently share its traffic instead of failing: check first."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        try:
+            probe.bind((ip, port))
+        except OSError as exc:
+            raise SystemExit(f"cannot listen on {ip}:{port}: {exc.strerror} (is another "
+                             "plotline serve running? choose another --port)") from None
+
+
+def _event_loop_run(main: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is a dependency; this only keeps odd platforms working
+        import asyncio
+
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def _http_server(app: Any, args: argparse.Namespace) -> None:
+    """Serve `app` with granian in this process and this event loop until SIGINT/SIGTERM.
+
+    granian's HTTP/1.1 and websocket handling is Rust (hyper); per request it costs about
+    half of what uvicorn costs, which is most of the hot read's time (bench/docs.py). Its
+    embedded server runs in our loop, so the lifespan, the services and the private NATS
+    child keep one owner: this process.
+    """
+    import asyncio
+    import signal
+
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    server = Server(
+        app, address=args.ip, port=args.port, interface=Interfaces.ASGI, websockets=True,
+        log_level=LogLevels.debug if args.verbose else LogLevels.info,
+        log_access=args.verbose,
+        # granian's records go to our handlers and format (the root logger's)
+        log_dictconfig={"loggers": {"_granian": {"propagate": True},
+                                    "granian.access": {"propagate": True}}})
+    logging.getLogger("_granian").addFilter(_QuietExperimental())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    await server.serve()
+
+
+class _QuietExperimental(logging.Filter):
+    """granian labels its embedded server experimental at every start; we test what we use
+    of it (tests/test_serve.py), so the warning would only alarm operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "experimental" not in record.getMessage()

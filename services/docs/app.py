@@ -13,7 +13,7 @@ from services.common.clients import service_clients
 from services.common.identity import connect_authenticator
 
 from .config import DocsSettings
-from .events import start_responders
+from .events import follow_changes, start_responders
 from .fastread import FastRead
 from .pages import router as pages_router
 from .repository import DocsRepository
@@ -30,11 +30,13 @@ def create_app(settings: DocsSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service_clients(settings, "docs") as c:
-            docs = DocsService(settings, DocsRepository(c.kv, c.blobs), c.bus)
+            docs = DocsService(settings, DocsRepository(
+                c.kv, c.blobs, meta_cache_seconds=settings.meta_cache_seconds), c.bus)
             sharing = Sharing(docs)
             app.state.docs, app.state.sharing = docs, sharing
             app.state.authenticator = await connect_authenticator(settings, c.bus)
             await start_responders(c.bus, docs, sharing)
+            await follow_changes(c.bus, docs.repo.fresh)
             app.state.ready_checks = ready_checks(c.bus, c.kv)
             log.info("docs ready (multi_user=%s)", settings.multi_user)
             yield

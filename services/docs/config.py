@@ -14,6 +14,10 @@ class DocsSettings(ServiceSettings):
     max_body_bytes: int = 32 << 20
     # Rendered GET answers kept per process (by document id and version), in bytes.
     cache_bytes: int = 256 << 20
+    # How long a replica may answer reads from metadata it read earlier when no docs event
+    # has told it of a change (events normally refresh it within a millisecond; see
+    # metacache.py). 0 reads the store on every GET.
+    meta_cache_seconds: float = 1.0
     # PATCH without If-Match retries a lost compare-and-set this many times.
     max_write_retries: int = 50
     # Base URL used in share links and embed scripts, e.g. https://plots.example.org/prefix

@@ -1,4 +1,5 @@
-"""Docs on the bus: answers "may user U read/write doc D" and applies browsers' patches."""
+"""Docs on the bus: answers "may user U read/write doc D", applies browsers' patches, and
+follows every replica's changes to keep this replica's MetaCache current."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ from typing import Any
 
 from services.common.bus import Bus
 from services.common.errors import PlotlineError
+from services.common.events import DocsVerb, Event
 from services.common.identity import Principal
-from services.common.names import DOCS_ACCESS, DOCS_PATCH, DOCS_SOURCE_ACCESS
+from services.common.names import (
+    DOCS_ACCESS,
+    DOCS_PATCH,
+    DOCS_SOURCE_ACCESS,
+    service_subjects,
+)
 
+from .metacache import MetaCache
 from .service import DocsService
 from .sharing import Sharing
 
@@ -30,3 +38,14 @@ async def start_responders(bus: Bus, docs: DocsService, sharing: Sharing) -> Non
     await bus.serve(DOCS_ACCESS, sharing.access, queue=QUEUE)
     await bus.serve(DOCS_SOURCE_ACCESS, sharing.source_access, queue=QUEUE)
     await bus.serve(DOCS_PATCH, patch, queue=QUEUE)
+
+
+async def follow_changes(bus: Bus, fresh: MetaCache) -> None:
+    """Every replica hears every docs event (no queue group): a newer version, or a
+    deletion, makes the cached metadata stale."""
+
+    async def changed(subject: str, event: Event) -> None:
+        fresh.announced(subject.split(".")[2], event.seq,
+                        deleted=event.type == DocsVerb.DELETED)
+
+    await bus.subscribe(service_subjects("docs"), changed)

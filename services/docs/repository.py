@@ -18,6 +18,7 @@ from services.common.errors import Conflict
 from services.common.stores.blob import BlobNotFound, BlobStore
 from services.common.stores.kv import KVStore, VersionConflict
 
+from .metacache import MetaCache
 from .model import Doc
 
 Meta = dict[str, Any]
@@ -28,7 +29,8 @@ def _title_key(owner: str, title: str) -> str:
 
 
 class DocsRepository:
-    def __init__(self, kv: KVStore, blobs: BlobStore, parsed_cache: int = 64) -> None:
+    def __init__(self, kv: KVStore, blobs: BlobStore, parsed_cache: int = 64,
+                 meta_cache_seconds: float = 1.0) -> None:
         self.kv = kv
         self.blobs = blobs
         # parsed documents by blob name (immutable once written), most recent last
@@ -36,6 +38,8 @@ class DocsRepository:
         self._parsed_max = parsed_cache
         self._cleanup: set[asyncio.Task[None]] = set()
         self._meta: dict[str, tuple[bytes, Meta]] = {}  # id -> (stored bytes, decoded)
+        # the hot read's view of current metadata, kept by docs events (events.py)
+        self.fresh = MetaCache(meta_cache_seconds)
 
     # metadata
     async def get_meta(self, doc_id: str) -> tuple[Meta, int] | None:
@@ -43,22 +47,32 @@ class DocsRepository:
         return (json.loads(found.value), found.version) if found else None
 
     async def peek_meta(self, doc_id: str) -> Meta | None:
-        """The metadata for reading only (never change it): decoded once per stored value,
-        since decoding costs more than the lookup on the hot read path."""
+        """The metadata for reading only (never change it): from the MetaCache when it is
+        current, else from the store, decoded once per stored value."""
+        if self.fresh.ttl > 0:
+            hit = self.fresh.get(doc_id)
+            if hit is not None:
+                return hit
         found = await self.kv.get(f"doc:{doc_id}")
         if found is None:
             return None
         cached = self._meta.get(doc_id)
         if cached is not None and cached[0] == found.value:
-            return cached[1]
-        meta = json.loads(found.value)
-        if len(self._meta) >= 10_000:
-            self._meta.clear()
-        self._meta[doc_id] = (found.value, meta)
+            meta = cached[1]
+        else:
+            meta = json.loads(found.value)
+            if len(self._meta) >= 10_000:
+                self._meta.clear()
+            self._meta[doc_id] = (found.value, meta)
+        self.fresh.put(meta)
         return meta
 
     async def put_meta(self, meta: Meta, expect: int) -> int:
-        return await self.kv.put(f"doc:{meta['id']}", json.dumps(meta).encode(), expect=expect)
+        value = json.dumps(meta).encode()
+        version = await self.kv.put(f"doc:{meta['id']}", value, expect=expect)
+        # a private copy: the caller goes on using (and may change) its meta
+        self.fresh.put(json.loads(value))
+        return version
 
     # content
     async def load_doc(self, meta: Meta) -> Doc:
@@ -147,4 +161,5 @@ class DocsRepository:
 
     async def delete_meta(self, meta: Meta, kv_version: int) -> None:
         await self.kv.delete(f"doc:{meta['id']}", expect=kv_version)
+        self.fresh.announced(meta["id"], None, deleted=True)
         await self.drop_blob(meta["blob"])
