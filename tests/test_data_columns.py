@@ -537,6 +537,14 @@ def test_stream_compacts_chunks():
     assert big.num_rows == 200_000 and big.get_total_buffer_size() < 6 * big.nbytes
 
 
+@pytest.mark.parametrize("column", [np.zeros(3_000_000), np.array(["abcdefgh"] * 3_000_000)])
+def test_a_rollover_lets_go_of_a_large_chunk(column):
+    big = c.table_from_json({"x": column})  # one chunk of ~24 MB or more
+    small = c.stream(big, c.table_from_json({"x": column[:5]}), 10)
+    assert small.num_rows == 10 and small.get_total_buffer_size() < 1 << 20
+    assert small["x"].to_pylist() == column[-10:].tolist()
+
+
 def test_compact_force():
     t = pa.concat_tables([_t(x=[1, 2]), _t(x=[3])]).slice(1)
     out = c.compact(t, force=True)

@@ -121,21 +121,33 @@ def stream(table: pa.Table, batch: pa.Table, rollover: int | None) -> pa.Table:
     else:
         batch = conform(table.schema, batch)
         result = pa.concat_tables([table, batch]) if batch.num_rows else table
-    if rollover is not None and result.num_rows > rollover:
+    sliced = rollover is not None and result.num_rows > rollover
+    if sliced:
         result = result.slice(result.num_rows - rollover)
-    return compact(result)
+    return compact(result, check_waste=sliced)
 
 
-def compact(table: pa.Table, *, force: bool = False) -> pa.Table:
+def _needed_bytes(table: pa.Table) -> int:
+    """What the rows need; Table.nbytes would say, but costs ~0.5 ms for a table of many
+    chunks (it de-duplicates buffers), so fixed-width columns are counted directly."""
+    try:
+        return sum((table.num_rows * f.type.bit_width + 7) // 8 for f in table.schema)
+    except ValueError:  # a variable-width column (strings, lists): measure
+        return table.nbytes
+
+
+def compact(table: pa.Table, *, force: bool = False, check_waste: bool = True) -> pa.Table:
     """Bound the number of chunks (appends add one each) and free rows a rollover dropped.
 
     Runs of small chunks are merged when a column has more than MAX_CHUNKS chunks; the whole
-    table is copied when it holds more than twice the memory its rows need.
+    table is copied when it holds more than twice the memory its rows need (only a slice can
+    make that so: `check_waste=False` skips the measuring when nothing was sliced).
     """
     if table.num_columns == 0:
         return table
     chunks = max(col.num_chunks for col in table.columns)
-    wasted = table.get_total_buffer_size() > 2 * table.nbytes + (16 << 20)
+    wasted = check_waste and (
+        table.get_total_buffer_size() > 2 * _needed_bytes(table) + (16 << 20))
     if force or wasted:
         return pa.Table.from_arrays(
             [pa.chunked_array([pa.concat_arrays(c.chunks)] if c.num_chunks else [], c.type)

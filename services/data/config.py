@@ -16,6 +16,9 @@ class DataSettings(ServiceSettings):
     cache_bytes: int = 1 << 30
     # An appended batch travels inside its event (and so to viewers) up to this size.
     inline_event_bytes: int = 64 << 10
+    # Small appends are kept inside the manifest (one compare-and-set, no blob write) until
+    # they add up to this many bytes of Arrow IPC; then they go to one blob chunk together.
+    inline_tail_bytes: int = 16 << 10
     # Merge a source's chunks into one when it has more than this many.
     max_chunks: int = 64
     max_write_retries: int = 50

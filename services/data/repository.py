@@ -5,10 +5,18 @@ An append writes its rows as a new chunk first and then moves the manifest to in
 the append is acknowledged only after both, so an acknowledged append is durable and an
 unacknowledged one is at most an unreferenced blob (never half a row). Rollover moves an
 offset and forgets whole chunks; many small chunks are merged into one.
+
+Small appends (a few rows) would cost a blob write each, which is most of their time. Their
+chunks are kept inside the manifest instead (`{"inline": base64 Arrow IPC}`), always as the
+trailing run of chunks, up to `inline_tail_bytes`; the append that would overflow it writes
+that run and its own rows as one blob chunk. So a single-row append is one compare-and-set.
+(DESIGN.md suggests JetStream as this log; the manifest keeps one place that orders writes
+and one recovery path, at the price of up to 16 KB more per manifest.)
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from typing import Any
@@ -50,6 +58,29 @@ class DataRepository:
         await self.blobs.put(name, to_ipc(table))
         return {"blob": name, "rows": table.num_rows}
 
+    async def add_chunk(self, manifest: Manifest, version: int, batch: pa.Table,
+                        inline_bytes: int) -> list[dict]:
+        """Append `batch` as the manifest's last chunk: inline while the inline tail stays
+        within `inline_bytes`, else one blob chunk holding the tail and the batch.
+        Returns the blob chunks written (to delete if the commit loses its race)."""
+        chunks = manifest["chunks"]
+        tail = 0
+        while tail < len(chunks) and "inline" in chunks[-1 - tail]:
+            tail += 1
+        data = to_ipc(batch)
+        encoded = base64.b64encode(data).decode()
+        used = sum(len(c["inline"]) for c in chunks[len(chunks) - tail:])
+        if used + len(encoded) <= inline_bytes:
+            chunks.append({"inline": encoded, "rows": batch.num_rows})
+            return []
+        if tail:
+            parts = [_read_ipc(base64.b64decode(c["inline"])) for c in chunks[-tail:]]
+            batch = pa.concat_tables([*parts, batch])
+            del chunks[-tail:]
+        chunk = await self.write_chunk(manifest["id"], version, batch)
+        chunks.append(chunk)
+        return [chunk]
+
     async def load(self, manifest: Manifest) -> pa.Table:
         """The source's visible rows (cached per version)."""
         cached = self._tables.get(manifest["id"])
@@ -57,8 +88,8 @@ class DataRepository:
             return cached[1]
         parts = []
         for chunk in manifest["chunks"]:
-            with pa.ipc.open_stream(await self.blobs.get(chunk["blob"])) as reader:
-                parts.append(reader.read_all())
+            parts.append(_read_ipc(base64.b64decode(chunk["inline"]) if "inline" in chunk
+                                   else await self.blobs.get(chunk["blob"])))
         schema = pa.schema([(c["name"], pa_type(c["dtype"])) for c in manifest["schema"]])
         table = pa.concat_tables(parts) if parts else schema.empty_table()
         table = table.slice(manifest["offset"])
@@ -87,7 +118,8 @@ class DataRepository:
             new_kv = await self.put(manifest, kv_version)
         except VersionConflict:
             for chunk in written:
-                await self.drop_blob(chunk["blob"])
+                if "blob" in chunk:
+                    await self.drop_blob(chunk["blob"])
             raise
         for name in dropped:
             await self.drop_blob(name)
@@ -103,7 +135,8 @@ class DataRepository:
         await self.kv.delete(f"source:{manifest['id']}", expect=kv_version)
         self.forget(manifest["id"])
         for chunk in manifest["chunks"]:
-            await self.drop_blob(chunk["blob"])
+            if "blob" in chunk:
+                await self.drop_blob(chunk["blob"])
 
     async def members(self, key: str) -> list[str]:
         found = await self.kv.get(key)
@@ -122,6 +155,11 @@ class DataRepository:
                 return
             except VersionConflict:
                 continue
+
+
+def _read_ipc(data: bytes) -> pa.Table:
+    with pa.ipc.open_stream(data) as reader:
+        return reader.read_all()
 
 
 def pa_type(name: str) -> pa.DataType:

@@ -176,7 +176,7 @@ class DataService:
     async def _rewrite(self, m: Manifest, table: pa.Table) -> tuple[list, list]:
         """Replace every chunk by one holding `table` (patches, column changes, compaction)."""
         chunk = await self.repo.write_chunk(m["id"], m["version"] + 1, table)
-        dropped = [c["blob"] for c in m["chunks"]]
+        dropped = [c["blob"] for c in m["chunks"] if "blob" in c]
         m["chunks"], m["offset"] = [chunk], 0
         return [chunk], dropped
 
@@ -188,15 +188,16 @@ class DataService:
             conformed = (cols.conform(table.schema, batch) if isinstance(batch, pa.Table)
                          else cols.json_batch(table.schema, batch))
             new = cols.stream(table, conformed, keep)
-            chunk = await self.repo.write_chunk(m["id"], m["version"] + 1, conformed)
-            m["chunks"].append(chunk)
+            written = await self.repo.add_chunk(m, m["version"] + 1, conformed,
+                                                self.settings.inline_tail_bytes)
             # rows before the window: move the offset, forget chunks wholly behind it
             m["offset"] += table.num_rows + conformed.num_rows - new.num_rows
             dropped = []
             while m["chunks"] and m["chunks"][0]["rows"] <= m["offset"]:
                 m["offset"] -= m["chunks"][0]["rows"]
-                dropped.append(m["chunks"].pop(0)["blob"])
-            written = [chunk]
+                gone = m["chunks"].pop(0)
+                if "blob" in gone:
+                    dropped.append(gone["blob"])
             if len(m["chunks"]) > self.settings.max_chunks:
                 more_written, more_dropped = await self._rewrite(m, new)
                 written, dropped = written + more_written, dropped + more_dropped
