@@ -10,6 +10,11 @@ bodies encoded once beforehand); each figure is printed with its target and MET/
 2. The same with JSON `{"columns": {...}}` bodies of 10k rows, target >= 200,000 rows/s.
 3. Single-row appends spread over 100 sources: 20 concurrent clients, each appending one row
    to a random source, 5,000 in all: p50 / p99 acknowledgement latency, target p99 <= 20 ms.
+   That load is closed (each client waits for its answer), so it runs the server flat out
+   and its latency is mostly queueing (20 in flight / throughput). Printed beside it, for
+   the latency at a given load: open-loop runs at fixed offered rates (Poisson arrivals
+   over the 100 sources, 3 s each; latency counted from the scheduled send, so a slow
+   answer delays nothing), and the server CPU per append.
 4. `downsample` of a 100M-row source (x = arange, y = random walk, float64) to 2,000 points
    over HTTP, warm: median and max of 10 calls, target median <= 100 ms; beside it
    tsdownsample's MinMaxLTTBDownsampler on the same arrays here (median of 5) and the ratio.
@@ -55,6 +60,7 @@ ARROW_TARGET, JSON_TARGET, P99_TARGET, DOWNSAMPLE_TARGET = 2_000_000, 200_000, 2
 CLIENTS, SECONDS, MAX_BATCHES = 4, 3.0, 1_000
 ARROW_ROWS, JSON_ROWS = 100_000, 10_000
 SOURCES, SINGLE_CLIENTS, SINGLES = 100, 20, 5_000
+OPEN_RATES, OPEN_SECONDS, OPEN_CONNECTIONS = (100, 200, 400), 3.0, 64
 BIG_ROWS, BIG_CHUNK, AGG_ROWS, W, H = 100_000_000, 10_000_000, 10_000_000, 800, 600
 COLUMNS = ("a", "b", "c", "d")
 perf = time.perf_counter
@@ -122,6 +128,34 @@ async def singles(port: int, ids: list[str]) -> list[float]:
     return sorted(latencies)
 
 
+async def paced(port: int, ids: list[str], rate: float) -> list[float]:
+    """Open loop: appends at `rate`/s (Poisson) for OPEN_SECONDS; latency from schedule."""
+    rnd = random.Random(2)
+    bodies = [raw("POST", f"{BASE}/{i}/append", port, json.dumps(
+        {"columns": {c: [2.5] for c in COLUMNS}}).encode(), "application/json") for i in ids]
+    idle: asyncio.Queue = asyncio.Queue()
+    for _ in range(OPEN_CONNECTIONS):
+        idle.put_nowait(await RawHttp.connect(port, keep_body=True))
+    latencies: list[float] = []
+
+    async def one(due: float, body: bytes) -> None:
+        conn = await idle.get()
+        status, _, answer = await conn.send(body)
+        latencies.append(perf() - due)
+        idle.put_nowait(conn)
+        assert status == 200, answer[:300]
+
+    tasks, t0, due = [], perf(), 0.0
+    while due < OPEN_SECONDS:
+        due += rnd.expovariate(rate)
+        await asyncio.sleep(max(0.0, t0 + due - perf()))
+        tasks.append(asyncio.create_task(one(t0 + due, rnd.choice(bodies))))
+    await asyncio.gather(*tasks)
+    while not idle.empty():
+        idle.get_nowait().transport.close()
+    return sorted(latencies)
+
+
 def timed(fn, times: int) -> list[float]:  # type: ignore[no-untyped-def]
     out = []
     for _ in range(times):
@@ -163,11 +197,20 @@ def bench(tmp: Path, procs: list) -> None:
 
     # 3: single-row appends over 100 sources
     ids = [create(client, f"one-{i}", {c: np.zeros(1) for c in COLUMNS}) for i in range(SOURCES)]
+    cpu0, t = cpu_seconds([server.pid]), perf()
     lat = run_fast(singles(port, ids))
+    wall, cpu = perf() - t, cpu_seconds([server.pid]) - cpu0
     p99 = percentile(lat, 99)
     print(f"3. single-row append over {SOURCES} sources, {SINGLE_CLIENTS} concurrent clients, "
           f"{SINGLES:,} appends: p50 {fmt_s(percentile(lat, 50))}  p99 {fmt_s(p99)}  max "
           f"{fmt_s(lat[-1])}  target p99 <= {fmt_s(P99_TARGET)}: {met(p99 <= P99_TARGET)}")
+    print(f"   closed loop = flat out: {SINGLES / wall:,.0f} appends/s, server CPU "
+          f"{fmt_s(cpu / SINGLES)} per append")
+    for rate in OPEN_RATES:
+        lat = run_fast(paced(port, ids, rate))
+        print(f"   open loop at {rate:,} appends/s ({len(lat):,} appends): p50 "
+              f"{fmt_s(percentile(lat, 50))}  p99 {fmt_s(percentile(lat, 99))}  max "
+              f"{fmt_s(lat[-1])}")
 
     # 4: downsample a 100M-row source
     x = np.arange(BIG_ROWS, dtype=np.float64)

@@ -69,3 +69,31 @@ def test_deleting_a_document_with_force_drops_its_sources(multi_server, account)
                     ).status_code == 204
     eventually(lambda: c.get(f"{DATA}/sources/{dropped}", headers=h).status_code == 404)
     assert c.get(f"{DATA}/sources/{kept}", headers=h).status_code == 200
+
+
+def test_a_deletion_made_while_data_was_down_is_acted_on_when_it_is_back(tmp_path):
+    """docs and data as separate services on one NATS: data misses the deletion live, and
+    its durable consumer hands it over when data comes back."""
+    import httpx
+    from servers import start_nats, start_plotline
+
+    nats = start_nats(tmp_path / "nats")
+    common = ["--nats-url", nats.url, "--backend", "file", "-D", str(tmp_path / "stores")]
+    docs = data = None
+    try:
+        docs = start_plotline(tmp_path / "docs", "docs", *common)
+        data = start_plotline(tmp_path / "data", "data", *common)
+        source = httpx.post(f"{data.url}{DATA}/sources", json={
+            "name": "s", "columns": {"x": [1.0]}}).json()["id"]
+        doc = httpx.post(f"{docs.url}{DOCS}/", json={
+            "title": "t", "doc": figure_doc(source_tag=source)}).json()
+        data.stop()
+        assert httpx.delete(f"{docs.url}{DOCS}/{doc['id']}",
+                            params={"data": "force"}).status_code == 204
+        data = start_plotline(tmp_path / "data", "data", *common)
+        eventually(lambda: httpx.get(f"{data.url}{DATA}/sources/{source}").status_code
+                   == 404, timeout=10)
+    finally:
+        for server in (data, docs, nats):
+            if server:
+                server.stop()

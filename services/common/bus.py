@@ -15,7 +15,15 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 from .errors import Unavailable
@@ -79,6 +87,34 @@ class Bus:
                 log.exception("event handler failed for %s", msg.subject)
 
         return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+
+    async def consume(self, subject: str, handler: EventHandler, *, durable: str,
+                      ack_wait_s: float = 30.0, max_deliver: int = 5) -> Any:
+        """Events that must be acted on even if no replica was up when they happened.
+
+        A durable JetStream consumer, shared by every replica (`durable` doubles as the
+        queue group, so each event goes to one of them). It starts at the events published
+        after its creation and then remembers its place: what arrives while the service
+        is down waits for it. An event is acknowledged once the handler returned; a
+        failing handler gets it again (up to max_deliver times, ack_wait_s apart).
+        """
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                await handler(msg.subject, Event.model_validate_json(msg.data))
+            except Exception:
+                log.exception("event handler failed for %s (delivery %s of %d)", msg.subject,
+                              msg.metadata.num_delivered, max_deliver)
+                await msg.nak(delay=1.0)
+                return
+            await msg.ack()
+
+        config = ConsumerConfig(
+            durable_name=durable, deliver_group=durable, filter_subject=subject,
+            deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s, max_deliver=max_deliver)
+        return await self.js.subscribe(subject, queue=durable, durable=durable, cb=on_msg,
+                                       manual_ack=True, stream=STREAM_NAME, config=config)
 
     async def serve(self, subject: str, handler: RequestHandler, *, queue: str) -> Any:
         """Answer questions on `subject`; replicas share the work through the queue group."""

@@ -18,7 +18,7 @@ from services.common.events import DocsVerb
 from services.common.names import DOCS_SOURCE_ACCESS, service_subjects
 
 log = logging.getLogger("plotline.data")
-QUEUE = "data"
+DELETIONS_CONSUMER = "data-docs-deleted"
 GRANT_TTL = 2.0  # seconds; any docs event clears the cache before that
 
 
@@ -60,5 +60,7 @@ async def start_listeners(bus: Bus, grants: Grants, drop: Any) -> None:
                          subject.split(".")[2])
 
     await bus.subscribe(service_subjects("docs"), docs_changed)
-    # one replica acts on each deletion (queue group); dropping is idempotent
-    await bus.subscribe(service_subjects("docs", DocsVerb.DELETED), doc_deleted, queue=QUEUE)
+    # a durable consumer: one replica acts on each deletion, and deletions made while the
+    # data service was down are acted on when it is back (dropping is idempotent)
+    await bus.consume(service_subjects("docs", DocsVerb.DELETED), doc_deleted,
+                      durable=DELETIONS_CONSUMER)

@@ -7,7 +7,8 @@ unacknowledged one is at most an unreferenced blob (never half a row). Rollover 
 offset and forgets whole chunks; many small chunks are merged into one.
 
 Small appends (a few rows) would cost a blob write each, which is most of their time. Their
-chunks are kept inside the manifest instead (`{"inline": base64 Arrow IPC}`), always as the
+chunks are kept inside the manifest instead (`{"inline": base64 of an Arrow record batch}`,
+read with the manifest's schema: half the size of an IPC stream), always as the
 trailing run of chunks, up to `inline_tail_bytes`; the append that would overflow it writes
 that run and its own rows as one blob chunk. So a single-row append is one compare-and-set.
 (DESIGN.md suggests JetStream as this log; the manifest keeps one place that orders writes
@@ -67,14 +68,17 @@ class DataRepository:
         tail = 0
         while tail < len(chunks) and "inline" in chunks[-1 - tail]:
             tail += 1
-        data = to_ipc(batch)
-        encoded = base64.b64encode(data).decode()
+        # inline rows are read back with the schema the manifest names: only when it is the
+        # batch's own (a type the dtype names do not tell apart goes to a blob instead)
+        schema = manifest_schema(manifest)
+        encoded = (base64.b64encode(_batch_bytes(batch)).decode()
+                   if batch.schema.equals(schema) else None)
         used = sum(len(c["inline"]) for c in chunks[len(chunks) - tail:])
-        if used + len(encoded) <= inline_bytes:
+        if encoded is not None and used + len(encoded) <= inline_bytes:
             chunks.append({"inline": encoded, "rows": batch.num_rows})
             return []
         if tail:
-            parts = [_read_ipc(base64.b64decode(c["inline"])) for c in chunks[-tail:]]
+            parts = [_inline_table(c, schema) for c in chunks[-tail:]]
             batch = pa.concat_tables([*parts, batch])
             del chunks[-tail:]
         chunk = await self.write_chunk(manifest["id"], version, batch)
@@ -86,11 +90,11 @@ class DataRepository:
         cached = self._tables.get(manifest["id"])
         if cached and cached[0] == manifest["version"]:
             return cached[1]
+        schema = manifest_schema(manifest)
         parts = []
         for chunk in manifest["chunks"]:
-            parts.append(_read_ipc(base64.b64decode(chunk["inline"]) if "inline" in chunk
-                                   else await self.blobs.get(chunk["blob"])))
-        schema = pa.schema([(c["name"], pa_type(c["dtype"])) for c in manifest["schema"]])
+            parts.append(_inline_table(chunk, schema) if "inline" in chunk
+                         else _read_ipc(await self.blobs.get(chunk["blob"])))
         table = pa.concat_tables(parts) if parts else schema.empty_table()
         table = table.slice(manifest["offset"])
         self.remember(manifest, table)
@@ -155,6 +159,22 @@ class DataRepository:
                 return
             except VersionConflict:
                 continue
+
+
+def manifest_schema(manifest: Manifest) -> pa.Schema:
+    return pa.schema([(c["name"], pa_type(c["dtype"])) for c in manifest["schema"]])
+
+
+def _batch_bytes(table: pa.Table) -> bytes:
+    """The rows as one Arrow record batch message, without the schema."""
+    batches = table.combine_chunks().to_batches()
+    batch = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+    return batch.serialize().to_pybytes()
+
+
+def _inline_table(chunk: dict, schema: pa.Schema) -> pa.Table:
+    batch = pa.ipc.read_record_batch(pa.py_buffer(base64.b64decode(chunk["inline"])), schema)
+    return pa.Table.from_batches([batch], schema=schema)
 
 
 def _read_ipc(data: bytes) -> pa.Table:
