@@ -1,4 +1,4 @@
-"""Two docs replicas of one installation: reads on one follow writes on the other.
+"""Two replicas of one installation: reads on one follow writes on the other.
 
 Each replica answers GETs from metadata it already read (metacache.py); the docs events
 keep it current. The cache lifetime is set to an hour here, so a fresh answer on the other
@@ -56,6 +56,31 @@ def test_a_write_on_one_replica_is_read_on_the_other(tmp_path, redis_url, nats_u
         r = httpx.delete(f"{a.url}{DOCS}/{doc_id}")
         assert r.status_code in (200, 204)
         assert version_seen(b.url, doc_id, None) < 1.0
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_appends_alternating_between_data_replicas_lose_nothing(tmp_path, redis_url,
+                                                               nats_url):
+    """Each replica starts a write from the manifest it committed last; the other replica's
+    writes in between make that compare-and-set fail, and it must then read the store."""
+    shared = tmp_path / "shared"
+    args = ["--nats-url", nats_url, "--backend", "redis", "--redis-url",
+            f"{redis_url}?prefix={new_username()}:", "-D", str(shared)]
+    a = start_plotline(tmp_path / "a", *args)
+    b = start_plotline(tmp_path / "b", *args)
+    try:
+        made = httpx.post(f"{a.url}/api/v1/data/sources", json={
+            "name": "s", "columns": {"i": [-1]}}).json()
+        path = f"/api/v1/data/sources/{made['id']}"
+        for i in range(40):
+            server = (a, a, b)[i % 3]  # runs on one replica, then a switch
+            r = httpx.post(f"{server.url}{path}/append", json={"columns": {"i": [i]}})
+            assert r.status_code == 200 and r.json()["version"] == i + 2, r.text
+        for server in (a, b):
+            assert httpx.get(f"{server.url}{path}/data").json()["columns"]["i"] == [
+                -1, *range(40)]
     finally:
         a.stop()
         b.stop()

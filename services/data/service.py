@@ -67,11 +67,13 @@ class DataService:
         self._hashes: dict[tuple[str, int], dict[str, str]] = {}
 
     async def manifest(self, source_id: str, principal: Principal | None,
-                       write: bool = False, via: Via = (None, None)) -> tuple[Manifest, int]:
+                       write: bool = False, via: Via = (None, None),
+                       ours: bool = False) -> tuple[Manifest, int]:
         """The manifest, if the caller may read it (or change it, with `write`). Besides the
         owner, readers of a document binding the source may read (`via` = the document and
-        its share key, for share links)."""
-        found = await self.repo.get(source_id) if source_id.isalnum() else None
+        its share key, for share links). `ours`: see DataRepository.get."""
+        found = (await self.repo.get(source_id, ours=ours) if source_id.isalnum()
+                 else None)
         if found is None:
             raise NotFound("no such source")
         user = principal.username if principal else None
@@ -151,8 +153,9 @@ class DataService:
     async def _write(self, source_id: str, principal: Principal | None, verb: DataVerb,
                      change: Change) -> Manifest:
         async with self._locks[hash(source_id) % len(self._locks)]:
-            for _ in range(self.settings.max_write_retries):
-                m, kv_version = await self.manifest(source_id, principal, write=True)
+            for attempt in range(self.settings.max_write_retries):
+                m, kv_version = await self.manifest(source_id, principal, write=True,
+                                                    ours=attempt == 0)
                 table = await self.repo.load(m)
                 try:
                     data, table, written, dropped = await change(m, table)
@@ -162,11 +165,11 @@ class DataService:
                 m["rows"] = table.num_rows
                 m["updated"] = time.time()
                 try:
-                    await self.repo.commit(m, kv_version, written, dropped)
+                    new_kv = await self.repo.commit(m, kv_version, written, dropped)
                 except VersionConflict:
                     self.repo.forget(source_id)
                     continue
-                self.repo.remember(m, table)
+                self.repo.remember(m, table, committed=new_kv)
                 await self.bus.publish(source_id, verb, {**data, "rows": m["rows"]},
                                        actor=principal.username if principal else None,
                                        seq=m["version"])
@@ -207,9 +210,14 @@ class DataService:
 
     def _appended(self, batch: pa.Table, rollover: int | None) -> dict[str, Any]:
         """The rows themselves when small, else a marker that tells viewers to refetch."""
-        if batch.nbytes <= self.settings.inline_event_bytes:
+        limit = self.settings.inline_event_bytes
+        if batch.nbytes <= limit:
             encoded = cols.to_json(batch)
-            if len(json.dumps(encoded)) <= self.settings.inline_event_bytes:
+            # a cell encodes to at most ~40 characters (NaN as Bokeh's {"type": "number",
+            # ...}), string bytes to at most 6 (\uXXXX): small batches need no measuring
+            surely_small = (40 * batch.num_rows * batch.num_columns + 6 * batch.nbytes
+                            + 1024 <= limit)
+            if surely_small or len(json.dumps(encoded)) <= limit:
                 return {"columns": encoded, "rollover": rollover}
         return {"columns": None, "refetch": True, "rollover": rollover}
 
