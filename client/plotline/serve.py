@@ -16,8 +16,10 @@ FACTORIES = {
     "auth": ("services.auth.config:AuthSettings", "services.auth.app:create_app"),
     "docs": ("services.docs.config:DocsSettings", "services.docs.app:create_app"),
     "data": ("services.data.config:DataSettings", "services.data.app:create_app"),
+    "push": ("services.push.config:PushSettings", "services.push.app:create_app"),
 }
 AVAILABLE = tuple(s for s in SERVICES if s in FACTORIES)
+STATELESS = {"push"}  # keeps nothing: no store to place
 
 log = logging.getLogger("plotline.serve")
 
@@ -55,7 +57,7 @@ def build_settings(service: str, args: argparse.Namespace, nats_url: str | None,
                    embedded: bool) -> Any:
     """Settings from the environment (PLOTLINE_<SERVICE>_*), overridden by explicit flags."""
     overrides: dict[str, Any] = {}
-    if embedded or args.backend or args.dev:
+    if (embedded or args.backend or args.dev) and service not in STATELESS:
         overrides.update(store_urls(service, args))
     if nats_url:
         overrides["nats_url"] = nats_url

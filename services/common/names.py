@@ -28,6 +28,7 @@ AUTH_JWKS = "plotline.auth.jwks"
 DOCS_ACCESS = "plotline.docs.access"
 DOCS_SOURCE_ACCESS = "plotline.docs.source_access"  # may U (or share key K) read source S?
 DOCS_PATCH = "plotline.docs.patch"  # two-way: a browser's patch, forwarded by push
+DATA_ACCESS = "plotline.data.access"  # may U (via doc D / share key K) read source S?
 
 # Login cookie and its CSRF companion (double-submit: the companion is readable by JS and
 # must be echoed in the CSRF header on unsafe requests that authenticate by cookie).

@@ -14,7 +14,7 @@ from services.common.clients import service_clients
 from services.common.identity import connect_authenticator
 
 from .config import DataSettings
-from .events import Grants, start_listeners
+from .events import Grants, start_listeners, start_responders
 from .large import warm_up
 from .repository import DataRepository
 from .routes import router
@@ -34,6 +34,7 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
             app.state.data = DataService(
                 settings, DataRepository(c.kv, c.blobs, settings.cache_bytes), c.bus, grants)
             await start_listeners(c.bus, grants, app.state.data.drop)
+            await start_responders(c.bus, app.state.data)
             app.state.views = Views(app.state.data)
             # compile datashader's kernels in the background, not on the first request
             warming = (asyncio.get_running_loop().run_in_executor(None, warm_up)

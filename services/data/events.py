@@ -13,9 +13,10 @@ import time
 from typing import Any
 
 from services.common.bus import Bus
-from services.common.errors import Unavailable
+from services.common.errors import PlotlineError, Unavailable
 from services.common.events import DocsVerb
-from services.common.names import DOCS_SOURCE_ACCESS, service_subjects
+from services.common.identity import Principal
+from services.common.names import DATA_ACCESS, DOCS_SOURCE_ACCESS, service_subjects
 
 log = logging.getLogger("plotline.data")
 DELETIONS_CONSUMER = "data-docs-deleted"
@@ -64,3 +65,23 @@ async def start_listeners(bus: Bus, grants: Grants, drop: Any) -> None:
     # data service was down are acted on when it is back (dropping is idempotent)
     await bus.consume(service_subjects("docs", DocsVerb.DELETED), doc_deleted,
                       durable=DELETIONS_CONSUMER)
+
+
+async def start_responders(bus: Bus, data: Any) -> None:
+    """`plotline.data.access` for push: {source, user?, doc?, share?} -> {read, write,
+    version}, by the same rules as the REST reads (owner, or a document that binds it)."""
+
+    async def access(request: dict[str, Any]) -> dict[str, Any]:
+        source, user = request.get("source"), request.get("user")
+        if not isinstance(source, str) or not (user is None or isinstance(user, str)):
+            return {"ok": False, "error": "invalid_request"}
+        principal = Principal(user, "push") if user else None
+        try:
+            m, _ = await data.manifest(source, principal,
+                                       via=(request.get("doc"), request.get("share")))
+        except PlotlineError:
+            return {"ok": True, "read": False}
+        return {"ok": True, "read": True, "write": user == m["owner"],
+                "version": m["version"]}
+
+    await bus.serve(DATA_ACCESS, access, queue="data")

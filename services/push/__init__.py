@@ -1,0 +1,1 @@
+"""The push service: websocket fan-out of NATS events (`/ws`)."""

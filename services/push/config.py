@@ -1,0 +1,25 @@
+"""Push settings (env prefix PLOTLINE_PUSH_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class PushSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PLOTLINE_PUSH_", extra="ignore")
+
+    # Frames waiting for one client; a client this far behind is closed (1008), so memory
+    # never grows with a lagging client.
+    queue_frames: int = 1000
+    # Largest frame a client may send (a patch op carries Bokeh events).
+    max_frame_bytes: int = 1 << 20
+    # Ops per second one connection may send (bursts up to twice this); a faster client is
+    # told so once and then read more slowly.
+    max_ops_per_second: float = 200.0
+    # Browsers on other sites may not open a socket with their visitors' cookies: an Origin
+    # header must name this server's own host or one of these (e.g. https://app.example.org).
+    allowed_origins: list[str] = []
+    # Events replayed for `since` at most (older history: resync).
+    max_replay: int = 10_000

@@ -1,0 +1,311 @@
+"""One websocket: the client's ops in, channel events out (DESIGN.md, push).
+
+Two tasks per connection: this reader, and a writer draining a bounded queue of frames.
+Events reach the queue from the Hub; a client whose queue is full is closed with 1008
+instead of letting the queue grow. Per channel the connection remembers the last seq it
+sent, so an event is never sent twice or out of order (live events that arrive while a
+`since` replay runs wait, then only the newer ones go out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from services.common.bus import Bus
+from services.common.errors import PlotlineError
+from services.common.identity import Principal
+from services.common.names import DOCS_PATCH
+
+from . import channels, recovery
+from .config import PushSettings
+from .hub import DROPS, LATENCY, MESSAGES_OUT, Hub, encode
+
+log = logging.getLogger("plotline.push")
+
+# close codes
+TOO_SLOW = 1008     # policy violation: fell behind (reason says so)
+TOO_BIG = 1009      # message too big
+
+
+@dataclass
+class ChannelState:
+    channel: channels.Channel
+    share: str | None = None
+    last: int | None = None            # the seq last sent (None: not known yet)
+    replaying: bool = True             # live events wait in `held` (replay, or recheck)
+    held: list[tuple[int | None, str, float]] = field(default_factory=list)
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, principal: Principal | None, bus: Bus, hub: Hub,
+                 settings: PushSettings) -> None:
+        self.ws = ws
+        self.user = principal.username if principal else None
+        self.bus = bus
+        self.hub = hub
+        self.settings = settings
+        self.queue: asyncio.Queue[tuple[str, float]] = asyncio.Queue(settings.queue_frames)
+        self.channels: dict[str, ChannelState] = {}
+        self.closing: tuple[int, str] | None = None
+        self._tokens = 2 * settings.max_ops_per_second
+        self._refilled = time.monotonic()
+        self._throttled = False
+        self._tasks: set[asyncio.Task[None]] = set()  # access rechecks under way
+
+    # --- events in (called by the Hub, synchronously) -------------------------------------
+    def offer(self, channel: str, seq: int | None, frame: str, born: float) -> None:
+        state = self.channels.get(channel)
+        if state is None or self.closing:
+            return
+        if state.replaying:
+            if len(state.held) >= self.settings.queue_frames:
+                self.fall_behind()
+            else:
+                state.held.append((seq, frame, born))
+            return
+        self._send_event(state, seq, frame, born)
+
+    def _send_event(self, state: ChannelState, seq: int | None, frame: str,
+                    born: float) -> None:
+        if seq is not None and state.last is not None:
+            if seq <= state.last:
+                return  # already sent (replayed, or older than the subscription)
+            state.last = seq
+        self.push(frame, born)
+
+    def push(self, frame: str, born: float = 0.0) -> None:
+        try:
+            self.queue.put_nowait((frame, born))
+        except asyncio.QueueFull:
+            self.fall_behind()
+
+    def fall_behind(self) -> None:
+        if not self.closing:
+            DROPS.inc()
+            self.closing = (TOO_SLOW, "too slow: the client fell too far behind")
+            while not self.queue.empty():  # let go of the frames; the writer closes
+                self.queue.get_nowait()
+            self.queue.put_nowait(("", 0.0))
+
+    # --- frames out -------------------------------------------------------------------------
+    async def writer(self) -> None:
+        """Send queued frames; return when the connection is to be closed (serve closes)."""
+        while True:
+            frame, born = await self.queue.get()
+            if self.closing:
+                return
+            await self.ws.send_text(frame)
+            MESSAGES_OUT.inc()
+            if born:
+                LATENCY.observe(max(0.0, time.time() - born))
+
+    def reply(self, op: str, **fields: Any) -> None:
+        self.push(json.dumps({"op": op, **fields}, separators=(",", ":")))
+
+    def error(self, code: str, detail: str, **fields: Any) -> None:
+        self.reply("error", code=code, detail=detail, **fields)
+
+    # --- ops in -----------------------------------------------------------------------------
+    async def reader(self) -> None:
+        """Ops until the client leaves (or serve cancels it to close the connection)."""
+        while not self.closing:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None and message.get("bytes") is not None:
+                text = message["bytes"].decode("utf-8", "replace")
+            if text is None:
+                continue
+            if len(text.encode()) > self.settings.max_frame_bytes:
+                self.close_for(TOO_BIG, f"frame over {self.settings.max_frame_bytes} bytes")
+            else:
+                await self._pace()
+                try:
+                    await self.handle(text)
+                except Exception:  # one bad op must not end the connection or the server
+                    log.exception("op failed: %.200s", text)
+                    self.error("internal", "the server could not carry out this op")
+
+    def close_for(self, code: int, reason: str) -> None:
+        """Close after what is already queued (the writer sends the close frame)."""
+        self.closing = (code, reason)
+        self.push("")
+
+    async def _pace(self) -> None:
+        """Token bucket: max_ops_per_second, bursts up to twice that. A client over it is
+        told once (`rate_limited`) and then simply read more slowly: nothing it sent is
+        dropped, and TCP makes it wait instead of our memory."""
+        now = time.monotonic()
+        rate = self.settings.max_ops_per_second
+        self._tokens = min(2 * rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            self._throttled = False
+            return
+        if not self._throttled:
+            self._throttled = True
+            self.error("rate_limited", f"more than {rate:g} messages a second: slowed down")
+        await asyncio.sleep((1 - self._tokens) / rate)
+        self._tokens, self._refilled = 0.0, time.monotonic()
+
+    async def handle(self, text: str) -> None:
+        try:
+            op = json.loads(text)
+        except ValueError:
+            return self.error("invalid_json", "frames are JSON objects, e.g. {\"op\":\"ping\"}")
+        if not isinstance(op, dict) or not isinstance(op.get("op"), str):
+            return self.error("invalid_op", "a frame is an object with an \"op\" string")
+        handler = {"subscribe": self.subscribe, "unsubscribe": self.unsubscribe,
+                   "patch": self.patch, "ping": self.ping}.get(op["op"])
+        if handler is None:
+            return self.error("unknown_op", f"unknown op {op['op']!r}: use subscribe, "
+                              "unsubscribe, patch or ping")
+        await handler(op)
+
+    async def ping(self, _op: dict[str, Any]) -> None:
+        self.reply("pong")
+
+    async def subscribe(self, op: dict[str, Any]) -> None:
+        channel = channels.parse(op.get("channel"))
+        since = op.get("since")
+        if channel is None:
+            return self.error("invalid_channel", "channel is \"doc:<id>\" or \"data:<id>\"",
+                              channel=op.get("channel"))
+        if since is not None and (type(since) is not int or since < 0):
+            return self.error("invalid_since", "since is a seq (an integer >= 0)",
+                              channel=channel.name)
+        if channel.name in self.channels:
+            return self.error("already_subscribed", "already subscribed",
+                              channel=channel.name)
+        share = op.get("share") if isinstance(op.get("share"), str) else None
+        # listen first, then ask: every event after the seq the answer carries is caught
+        state = self.channels[channel.name] = ChannelState(channel, share)
+        await self.hub.join(channel, self)
+        access = await channels.ask(self.bus, channel, self.user, share)
+        if not access.read:
+            await self._drop(channel.name)
+            return self.error("not_found", "no such channel, or you may not read it",
+                              channel=channel.name)
+        now = access.version
+        self.reply("subscribed", channel=channel.name, seq=now)
+        if since is not None and now is not None and since < now:
+            events = await recovery.missed(self.bus, channel, since, now,
+                                           self.settings.max_replay)
+            if events is None:
+                self.reply("resync", channel=channel.name)
+            else:
+                state.last = since
+                for event in events:
+                    frame, seq, born = encode(channel.name, event)
+                    self._send_event(state, seq, frame, born)
+        if state.last is None:
+            state.last = now if since is None or now is None else max(since, now)
+        self._release(state)
+
+    def _release(self, state: ChannelState) -> None:
+        state.replaying = False
+        for seq, frame, born in state.held:
+            self._send_event(state, seq, frame, born)
+        state.held.clear()
+
+    def recheck(self, channel: str) -> None:
+        """Access may have changed (Hub): hold the channel's events until the owner of the
+        entity says again that we may read it; if not, the channel is dropped."""
+        state = self.channels.get(channel)
+        if state is None or self.closing:
+            return
+        state.replaying = True
+        task = asyncio.get_running_loop().create_task(self._recheck(state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _recheck(self, state: ChannelState) -> None:
+        access = await channels.ask(self.bus, state.channel, self.user, state.share)
+        if self.channels.get(state.channel.name) is not state:
+            return  # unsubscribed meanwhile
+        if access.read:
+            return self._release(state)
+        await self._drop(state.channel.name)
+        self.error("revoked", "you may no longer read this channel",
+                   channel=state.channel.name)
+
+    async def unsubscribe(self, op: dict[str, Any]) -> None:
+        name = op.get("channel")
+        if not isinstance(name, str) or name not in self.channels:
+            return self.error("not_subscribed", "not subscribed to that channel",
+                              channel=name)
+        await self._drop(name)
+        self.reply("unsubscribed", channel=name)
+
+    async def _drop(self, name: str) -> None:
+        self.channels.pop(name, None)
+        await self.hub.leave(name, self)
+
+    async def patch(self, op: dict[str, Any]) -> None:
+        """Two-way: a writer's Bokeh patch events go to docs, which applies them and
+        publishes them to every viewer of the document."""
+        doc, events = op.get("doc"), op.get("events")
+        if not isinstance(doc, str) or not isinstance(events, list):
+            return self.error("invalid_patch", "patch needs doc (an id) and events (a list)")
+        if self.user is None:
+            return self.error("unauthorized", "log in to change documents", doc=doc)
+        try:
+            answer = await self.bus.request(DOCS_PATCH, {"doc": doc, "user": self.user,
+                                                         "events": events}, timeout=10)
+        except PlotlineError as exc:
+            return self.error(exc.code, exc.detail, doc=doc)
+        if not answer.get("ok"):
+            return self.error(str(answer.get("error", "refused")),
+                              str(answer.get("detail", "")), doc=doc)
+        self.reply("patched", doc=doc, version=answer.get("version"))
+
+    async def forget_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for name in list(self.channels):
+            await self._drop(name)
+
+
+async def serve(ws: WebSocket, principal: Principal | None, bus: Bus, hub: Hub,
+                settings: PushSettings) -> None:
+    """Run one accepted connection until either side closes it."""
+    conn = Connection(ws, principal, bus, hub, settings)
+    writer = asyncio.create_task(conn.writer())
+    reader = asyncio.create_task(conn.reader())
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if conn.closing:
+            # granian does not send a close frame while a receive is pending: stop reading
+            # first, then close with the code and reason
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            code, reason = conn.closing
+            await ws.close(code=code, reason=reason)
+            await _drain(ws)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client left first
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+        await conn.forget_all()
+
+
+async def _drain(ws: WebSocket, seconds: float = 5.0) -> None:
+    """After our close: read (and drop) until the client answers it. Closing a socket with
+    unread data in it resets it, and the client would lose the close code and reason."""
+    try:
+        async with asyncio.timeout(seconds):
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
+    except (TimeoutError, RuntimeError, WebSocketDisconnect):
+        pass
