@@ -15,8 +15,8 @@ from services.common.errors import PlotlineError
 from services.common.identity import connect_authenticator
 from services.common.names import SERVICE_PREFIXES
 
+from .asgi import serve
 from .config import PushSettings
-from .connection import serve
 from .hub import CONNECTIONS, Hub
 
 log = logging.getLogger("plotline.push")

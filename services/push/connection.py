@@ -1,10 +1,16 @@
-"""One websocket: the client's ops in, channel events out (DESIGN.md, push).
+"""One websocket client: its ops in, channel events out (DESIGN.md, push).
 
-Two tasks per connection: this reader, and a writer draining a bounded queue of frames.
-Events reach the queue from the Hub; a client whose queue is full is closed with 1008
-instead of letting the queue grow. Per channel the connection remembers the last seq it
-sent, so an event is never sent twice or out of order (live events that arrive while a
-`since` replay runs wait, then only the newer ones go out).
+The protocol lives here, apart from the websocket server under it: a `Sink` takes frames
+out (and refuses them when the client is too far behind: it is then closed with 1008),
+and the server feeds text frames in (`feed`). Two servers use it: the ASGI route of the
+embedded mode (asgi.py, a bounded queue per client) and `plotline serve push`
+(standalone.py, picows, the socket's own write buffer).
+
+Ops are handled one at a time, in order; a client sending faster than
+max_ops_per_second is read more slowly (the Sink pauses reading). Per channel the
+connection remembers the last seq it sent, so an event is never sent twice or out of
+order (live events that arrive while a `since` replay or an access recheck runs wait,
+then only the newer ones go out).
 """
 
 from __future__ import annotations
@@ -13,10 +19,9 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
-
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from typing import Any, Protocol
 
 from services.common.bus import Bus
 from services.common.errors import PlotlineError
@@ -43,15 +48,30 @@ class ChannelState:
     held: list[tuple[int | None, str, float]] = field(default_factory=list)
 
 
+class Sink(Protocol):
+    """Where a connection's frames go: the websocket server's side of one client."""
+
+    def send(self, frame: str) -> bool:
+        """Queue or write one text frame; False when the client is too far behind."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the websocket with this code and reason (after nothing else)."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
 class Connection:
-    def __init__(self, ws: WebSocket, principal: Principal | None, bus: Bus, hub: Hub,
+    def __init__(self, sink: Sink, principal: Principal | None, bus: Bus, hub: Hub,
                  settings: PushSettings) -> None:
-        self.ws = ws
+        self.sink = sink
         self.user = principal.username if principal else None
         self.bus = bus
         self.hub = hub
         self.settings = settings
-        self.queue: asyncio.Queue[tuple[str, float]] = asyncio.Queue(settings.queue_frames)
+        self.inbox: deque[str] = deque()
+        self._processing: asyncio.Task[None] | None = None
         self.channels: dict[str, ChannelState] = {}
         self.closing: tuple[int, str] | None = None
         self._tokens = 2 * settings.max_ops_per_second
@@ -81,30 +101,23 @@ class Connection:
         self.push(frame, born)
 
     def push(self, frame: str, born: float = 0.0) -> None:
-        try:
-            self.queue.put_nowait((frame, born))
-        except asyncio.QueueFull:
-            self.fall_behind()
+        if self.closing:
+            return
+        if not self.sink.send(frame):
+            return self.fall_behind()
+        MESSAGES_OUT.inc()
+        if born:
+            LATENCY.observe(max(0.0, time.time() - born))
 
     def fall_behind(self) -> None:
         if not self.closing:
             DROPS.inc()
-            self.closing = (TOO_SLOW, "too slow: the client fell too far behind")
-            while not self.queue.empty():  # let go of the frames; the writer closes
-                self.queue.get_nowait()
-            self.queue.put_nowait(("", 0.0))
+            self.close_for(TOO_SLOW, "too slow: the client fell too far behind")
 
-    # --- frames out -------------------------------------------------------------------------
-    async def writer(self) -> None:
-        """Send queued frames; return when the connection is to be closed (serve closes)."""
-        while True:
-            frame, born = await self.queue.get()
-            if self.closing:
-                return
-            await self.ws.send_text(frame)
-            MESSAGES_OUT.inc()
-            if born:
-                LATENCY.observe(max(0.0, time.time() - born))
+    def close_for(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = (code, reason)
+            self.sink.close(code, reason)
 
     def reply(self, op: str, **fields: Any) -> None:
         self.push(json.dumps({"op": op, **fields}, separators=(",", ":")))
@@ -113,31 +126,33 @@ class Connection:
         self.reply("error", code=code, detail=detail, **fields)
 
     # --- ops in -----------------------------------------------------------------------------
-    async def reader(self) -> None:
-        """Ops until the client leaves (or serve cancels it to close the connection)."""
-        while not self.closing:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            if text is None and message.get("bytes") is not None:
-                text = message["bytes"].decode("utf-8", "replace")
-            if text is None:
-                continue
-            if len(text.encode()) > self.settings.max_frame_bytes:
-                self.close_for(TOO_BIG, f"frame over {self.settings.max_frame_bytes} bytes")
-            else:
+    def feed(self, text: str) -> None:
+        """A text frame from the client (called by the server, in order)."""
+        if self.closing:
+            return
+        if len(text) > self.settings.max_frame_bytes or \
+                len(text.encode()) > self.settings.max_frame_bytes:
+            return self.close_for(TOO_BIG, f"frame over {self.settings.max_frame_bytes} bytes")
+        self.inbox.append(text)
+        if len(self.inbox) > 2 * self.settings.max_ops_per_second:
+            self.sink.pause_reading()  # TCP makes the client wait, not our memory
+        if self._processing is None:
+            self._processing = asyncio.get_running_loop().create_task(self._process())
+
+    async def _process(self) -> None:
+        try:
+            while self.inbox and not self.closing:
+                text = self.inbox.popleft()
+                if len(self.inbox) < self.settings.max_ops_per_second:
+                    self.sink.resume_reading()
                 await self._pace()
                 try:
                     await self.handle(text)
                 except Exception:  # one bad op must not end the connection or the server
                     log.exception("op failed: %.200s", text)
                     self.error("internal", "the server could not carry out this op")
-
-    def close_for(self, code: int, reason: str) -> None:
-        """Close after what is already queued (the writer sends the close frame)."""
-        self.closing = (code, reason)
-        self.push("")
+        finally:
+            self._processing = None
 
     async def _pace(self) -> None:
         """Token bucket: max_ops_per_second, bursts up to twice that. A client over it is
@@ -269,43 +284,10 @@ class Connection:
         self.reply("patched", doc=doc, version=answer.get("version"))
 
     async def forget_all(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        """The client is gone: stop its work and leave every channel."""
+        self.closing = self.closing or (1000, "gone")
+        for task in [*self._tasks, self._processing]:
+            if task is not None:
+                task.cancel()
         for name in list(self.channels):
             await self._drop(name)
-
-
-async def serve(ws: WebSocket, principal: Principal | None, bus: Bus, hub: Hub,
-                settings: PushSettings) -> None:
-    """Run one accepted connection until either side closes it."""
-    conn = Connection(ws, principal, bus, hub, settings)
-    writer = asyncio.create_task(conn.writer())
-    reader = asyncio.create_task(conn.reader())
-    try:
-        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if conn.closing:
-            # granian does not send a close frame while a receive is pending: stop reading
-            # first, then close with the code and reason
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            code, reason = conn.closing
-            await ws.close(code=code, reason=reason)
-            await _drain(ws)
-    except (WebSocketDisconnect, RuntimeError):
-        pass  # the client left first
-    finally:
-        for task in (reader, writer):
-            task.cancel()
-        await asyncio.gather(reader, writer, return_exceptions=True)
-        await conn.forget_all()
-
-
-async def _drain(ws: WebSocket, seconds: float = 5.0) -> None:
-    """After our close: read (and drop) until the client answers it. Closing a socket with
-    unread data in it resets it, and the client would lose the close code and reason."""
-    try:
-        async with asyncio.timeout(seconds):
-            while (await ws.receive())["type"] != "websocket.disconnect":
-                pass
-    except (TimeoutError, RuntimeError, WebSocketDisconnect):
-        pass
