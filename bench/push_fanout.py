@@ -7,8 +7,9 @@ that push sends to each of the 1,000 clients subscribed to `data:<source>`. Each
 carries the producer's clock (`t`), so a client knows the delivery latency of what it
 receives (one machine, one clock).
 
-Load is generated in separate processes (LOADGENS of them, `websockets` clients on
-asyncio); each counts the frames it receives and parses every SAMPLE-th one for latency.
+Load is generated in separate processes (LOADGENS of them, picows clients: a frame costs
+a callback); each counts the frames it receives and parses every SAMPLE-th one for
+latency.
 
 Printed, in one run:
 1. Delivered messages/s and p50/p99 latency at fixed offered rates (appends/s x clients):
@@ -49,7 +50,7 @@ from _util import (
 )
 
 CLIENTS, IDLE_CLIENTS, LOADGENS, SAMPLE = 1_000, 5_000, 4, 10
-RATES = (10, 30, 40)  # appends/s; x 1,000 clients = offered messages/s
+RATES = (10, 40, 80)  # appends/s; x 1,000 clients = offered messages/s
 SECONDS = 5.0
 DELIVERED_TARGET, P99_TARGET, IDLE_TARGET, RATIO_TARGET = 25_000, 0.100, 40 << 10, 10.0
 BASELINE = Path(__file__).parent / "baselines"
@@ -72,27 +73,39 @@ def rss(pid: int) -> int:
 async def loadgen(kind: str, url: str, channel: str, clients: int, seconds: float) -> dict:
     """Open `clients` connections and print READY; on GO count frames for `seconds` (0:
     until END); on END close everything and return the counts."""
-    import websockets
-
     counting, finished = asyncio.Event(), asyncio.Event()
     got, latencies, closed, subscribed = [0], [], [0], [0]
 
+    from picows import WSListener, WSMsgType, ws_connect
+
+    class Counter(WSListener):  # picows: a frame costs a callback, no task switch
+        def on_ws_connected(self, transport) -> None:  # type: ignore[no-untyped-def]
+            transport.send(WSMsgType.TEXT, json.dumps(
+                {"op": "subscribe", "channel": channel}).encode())
+
+        def on_ws_frame(self, transport, frame) -> None:  # type: ignore[no-untyped-def]
+            if frame.msg_type != WSMsgType.TEXT:
+                return
+            if not counting.is_set():
+                if b'"subscribed"' in frame.get_payload_as_bytes():
+                    subscribed[0] += 1
+                return
+            got[0] += 1
+            if got[0] % SAMPLE == 0:
+                sent = json.loads(frame.get_payload_as_bytes())["data"]["columns"]["t"][0]
+                latencies.append(time.time() - sent)
+
+        def on_ws_disconnected(self, transport) -> None:  # type: ignore[no-untyped-def]
+            if not finished.is_set():
+                closed[0] += 1
+
+    transports = []
+
     async def plotline_client() -> None:
-        try:
-            async with websockets.connect(url, max_queue=None, open_timeout=60) as ws:
-                await ws.send(json.dumps({"op": "subscribe", "channel": channel}))
-                json.loads(await ws.recv())  # subscribed
-                subscribed[0] += 1
-                while not finished.is_set():
-                    frame = await ws.recv()
-                    if not counting.is_set():
-                        continue
-                    got[0] += 1
-                    if got[0] % SAMPLE == 0:
-                        sent = json.loads(frame)["data"]["columns"]["t"][0]
-                        latencies.append(time.time() - sent)
-        except websockets.ConnectionClosed:
-            closed[0] += 1
+        transport, _ = await ws_connect(Counter, url)
+        transports.append(transport)
+        await finished.wait()
+        transport.disconnect()
 
     async def bokeh_client() -> None:
         sys.path.insert(0, str(BASELINE))

@@ -130,8 +130,9 @@ def start_azurite(tmpdir: Path) -> Server:
 def _http_ready(port: int, path: str = "/readyz") -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            status_line = s.recv(32)  # HTTP/1.0 or 1.1, as the server answers a 1.0 request
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                      .encode())
+            status_line = s.recv(32)
             return status_line.startswith(b"HTTP/1.") and status_line[9:12] == b"200"
     except OSError:
         return False

@@ -16,12 +16,30 @@ import pytest
 import websockets
 from bokeh_docs import figure_doc, source_id
 from conftest import backend_args, new_username, start_install, stop_install
+from servers import start_plotline
 
 DOCS, DATA = "/api/v1/docs", "/api/v1/data"
 
 
 def ws_url(server: Any, query: str = "") -> str:
     return server.url.replace("http://", "ws://") + "/ws" + query
+
+
+@pytest.fixture(scope="module")
+def standalone_push(single_server, tmp_path_factory) -> Any:
+    """`plotline serve push` (picows) beside the installation, on its NATS."""
+    server = start_plotline(tmp_path_factory.mktemp("push"), "push", "--nats-url",
+                            single_server.nats_url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["embedded", "standalone"])
+def push(request, single_server) -> str:
+    """The websocket URL: the embedded mode's /ws (granian), or a push replica alone."""
+    if request.param == "embedded":
+        return ws_url(single_server)
+    return ws_url(request.getfixturevalue("standalone_push"))
 
 
 async def frame(ws: Any, timeout: float = 5.0) -> dict[str, Any]:
@@ -60,12 +78,12 @@ def new_doc(c: httpx.Client, h: dict | None = None) -> tuple[str, str]:
 
 # --- single-user ----------------------------------------------------------------------------
 
-async def test_events_reach_subscribers_once_and_in_order(single_server):
+async def test_events_reach_subscribers_once_and_in_order(single_server, push):
     c = httpx.Client(base_url=single_server.url, timeout=10)
     doc_id, cds = new_doc(c)
     src = c.post(f"{DATA}/sources", json={"name": "s", "columns": {"x": [0.0]}}).json()["id"]
-    async with websockets.connect(ws_url(single_server)) as a, \
-            websockets.connect(ws_url(single_server)) as b:
+    async with websockets.connect(push) as a, \
+            websockets.connect(push) as b:
         for ws in (a, b):
             assert await subscribe(ws, f"doc:{doc_id}") == {
                 "op": "subscribed", "channel": f"doc:{doc_id}", "seq": 1}
@@ -90,12 +108,12 @@ async def test_events_reach_subscribers_once_and_in_order(single_server):
         assert await quiet(a)
 
 
-async def test_since_replays_what_was_missed_then_goes_live(single_server):
+async def test_since_replays_what_was_missed_then_goes_live(single_server, push):
     c = httpx.Client(base_url=single_server.url, timeout=10)
     src = c.post(f"{DATA}/sources", json={"name": "s", "columns": {"x": [0.0]}}).json()["id"]
     for i in range(5):  # versions 2..6 while nobody listens
         c.post(f"{DATA}/sources/{src}/append", json={"columns": {"x": [float(i)]}})
-    async with websockets.connect(ws_url(single_server)) as ws:
+    async with websockets.connect(push) as ws:
         assert await subscribe(ws, f"data:{src}", since=3) == {
             "op": "subscribed", "channel": f"data:{src}", "seq": 6}
         replayed = [await frame(ws) for _ in range(3)]
@@ -109,7 +127,7 @@ async def test_since_replays_what_was_missed_then_goes_live(single_server):
         assert await quiet(ws)
 
 
-async def test_resync_when_history_no_longer_reaches_back(single_server):
+async def test_resync_when_history_no_longer_reaches_back(single_server, push):
     c = httpx.Client(base_url=single_server.url, timeout=10)
     src = c.post(f"{DATA}/sources", json={"name": "s", "columns": {"x": [0.0]}}).json()["id"]
     for i in range(3):
@@ -119,7 +137,7 @@ async def test_resync_when_history_no_longer_reaches_back(single_server):
         await nc.jetstream().purge_stream("PLOTLINE", subject=f"plotline.data.{src}.*")
     finally:
         await nc.close()
-    async with websockets.connect(ws_url(single_server)) as ws:
+    async with websockets.connect(push) as ws:
         assert (await subscribe(ws, f"data:{src}", since=1))["seq"] == 4
         assert await frame(ws) == {"op": "resync", "channel": f"data:{src}"}
         c.post(f"{DATA}/sources/{src}/append", json={"columns": {"x": [9.0]}})
@@ -137,8 +155,8 @@ async def test_resync_when_history_no_longer_reaches_back(single_server):
     ('{"op": "unsubscribe", "channel": "doc:abc"}', "not_subscribed"),
     ('{"op": "patch", "doc": 5}', "invalid_patch"),
 ])
-async def test_bad_ops_get_an_error_frame_and_the_connection_lives(single_server, bad, code):
-    async with websockets.connect(ws_url(single_server)) as ws:
+async def test_bad_ops_get_an_error_frame_and_the_connection_lives(push, bad, code):
+    async with websockets.connect(push) as ws:
         await ws.send(bad)
         got = await frame(ws)
         assert got["op"] == "error" and got["code"] == code and got["detail"]
@@ -146,14 +164,14 @@ async def test_bad_ops_get_an_error_frame_and_the_connection_lives(single_server
         assert await frame(ws) == {"op": "pong"}
 
 
-async def test_oversize_frames_close_and_floods_are_slowed_not_served_first(single_server):
-    async with websockets.connect(ws_url(single_server)) as bystander:
-        async with websockets.connect(ws_url(single_server), max_size=None) as big:
+async def test_oversize_frames_close_and_floods_are_slowed_not_served_first(single_server, push):
+    async with websockets.connect(push) as bystander:
+        async with websockets.connect(push, max_size=None) as big:
             await big.send(json.dumps({"op": "ping", "pad": "x" * (2 << 20)}))
             with pytest.raises(websockets.ConnectionClosed):
                 await frame(big)
-            assert big.close_code == 1009 and "bytes" in big.close_reason
-        async with websockets.connect(ws_url(single_server), max_queue=None) as flood:
+            assert big.close_code == 1009 and big.close_reason  # says the limit
+        async with websockets.connect(push, max_queue=None) as flood:
             start = asyncio.get_running_loop().time()
             for _ in range(700):  # bursts of 400 are allowed, then 200 ops/s
                 await send(flood, op="ping")
@@ -167,33 +185,38 @@ async def test_oversize_frames_close_and_floods_are_slowed_not_served_first(sing
             assert took >= 1.0  # the 300 over the burst took at least 300 / 200 ops/s
 
 
-async def test_a_slow_client_is_closed_not_buffered(tmp_path, request):
-    server = start_install(tmp_path, *backend_args("file", request))
-    server.stop()  # again with a tiny queue, on the same NATS and stores
-    from servers import start_plotline
-
-    server2 = start_plotline(tmp_path, "--nats-url", server.nats_url, "--backend", "file",
-                             env={"PLOTLINE_PUSH_QUEUE_FRAMES": "4"})
+@pytest.mark.parametrize("server_kind", ["embedded", "standalone"])
+async def test_a_slow_client_is_closed_not_buffered(tmp_path, request, server_kind):
+    install = start_install(tmp_path, *backend_args("file", request))
+    if server_kind == "embedded":  # again, with a tiny queue, on the same NATS and stores
+        install.stop()
+        data = pusher = start_plotline(tmp_path, "--nats-url", install.nats_url, "--backend",
+                                       "file", env={"PLOTLINE_PUSH_QUEUE_FRAMES": "4"})
+    else:  # a push replica alone, with a small write buffer
+        data = install
+        pusher = start_plotline(tmp_path / "push", "push", "--nats-url", install.nats_url,
+                                env={"PLOTLINE_PUSH_MAX_BUFFERED_BYTES": "65536"})
     try:
-        c = httpx.Client(base_url=server2.url, timeout=30)
+        c = httpx.Client(base_url=data.url, timeout=30)
         src = c.post(f"{DATA}/sources", json={"name": "s", "columns": {"s": ["a"]}}
                      ).json()["id"]
-        async with websockets.connect(ws_url(server2), max_queue=1) as slow:
+        async with websockets.connect(ws_url(pusher), max_queue=1) as slow:
             assert (await subscribe(slow, f"data:{src}"))["op"] == "subscribed"
             # ~60 KB events, and the client reads none of them: the socket buffers fill,
-            # then the server's queue of 4, then the server closes the connection
+            # then the server's queue (or write buffer), then the server closes it
             rows = ["y" * 60_000]
             for _ in range(300):
                 c.post(f"{DATA}/sources/{src}/append", json={"columns": {"s": rows}})
-            with pytest.raises(websockets.ConnectionClosed) as closed:
+            with pytest.raises(websockets.ConnectionClosed):
                 while True:
                     await frame(slow, timeout=10)
-            assert closed.value.rcvd.code == 1008 and "too slow" in closed.value.rcvd.reason
-        metrics = c.get("/metrics").text
+            assert slow.close_code == 1008 and "too slow" in slow.close_reason
+        metrics = httpx.get(f"{pusher.url}/metrics").text
         assert "plotline_push_slow_clients_total 1.0" in metrics
     finally:
-        server2.stop()
-        stop_install(server)
+        for server in {id(s): s for s in (pusher, data)}.values():
+            server.stop()
+        stop_install(install)
 
 
 # --- multi-user: who may listen, who may patch ----------------------------------------------

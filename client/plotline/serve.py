@@ -100,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
         # collector run on nearly every patch; objects alive at start never need scanning.
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
+        if names == ("push",):  # alone, push runs on its own lean websocket server
+            from services.push.standalone import run as run_push
+
+            _event_loop_run(run_push(apps["push"], args.ip, args.port))
+            return 0
         _event_loop_run(_http_server(app, args))
         return 0 if app.started else 1
     finally:

@@ -13,6 +13,8 @@ class PushSettings(ServiceSettings):
     # Frames waiting for one client; a client this far behind is closed (1008), so memory
     # never grows with a lagging client.
     queue_frames: int = 1000
+    # The same for `plotline serve push` (picows), counted in the socket's write buffer.
+    max_buffered_bytes: int = 4 << 20
     # Largest frame a client may send (a patch op carries Bokeh events).
     max_frame_bytes: int = 1 << 20
     # Ops per second one connection may send (bursts up to twice this); a faster client is

@@ -1,0 +1,197 @@
+"""`plotline serve push`: the push service on its own websocket server (picows).
+
+Push replicas hold many mostly idle sockets. An ASGI server costs ~150 KB per idle
+websocket here (granian) or ~55 KB (uvicorn); picows writes frames straight into the
+socket's transport and keeps no task per client, so a replica holds tens of thousands.
+The same port answers the small HTTP requests Kubernetes and Prometheus make:
+`/healthz`, `/readyz`, `/metrics` (and `/ws/openapi.json` is not served here).
+
+A client falls behind when the socket's write buffer holds more than
+`max_buffered_bytes`; it is then closed with 1008, as in the embedded mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import FastAPI
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import HTTPConnection
+
+from services.common.errors import PlotlineError
+from services.common.names import SERVICE_PREFIXES
+
+from .app import BAD_CREDENTIALS, BAD_ORIGIN
+from .connection import Connection
+from .hub import CONNECTIONS
+
+log = logging.getLogger("plotline.push")
+# picows logs every accepted socket at INFO: thousands of lines a minute on a busy replica
+logging.getLogger("picows").setLevel(logging.WARNING)
+EARLY_FRAMES = 100  # frames a client may send before its credentials are checked
+
+
+class TransportSink:
+    def __init__(self, transport: WSTransport, max_buffered: int) -> None:
+        self.transport = transport
+        self.socket = transport.underlying_transport
+        self.max_buffered = max_buffered
+
+    def send(self, frame: str) -> bool:
+        if self.socket.get_write_buffer_size() > self.max_buffered:
+            return False
+        self.transport.send(WSMsgType.TEXT, frame.encode())
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        self.transport.send_close(WSCloseCode(code), reason.encode())
+        # picows waits for the client's close frame, then disconnects; a client that
+        # never answers is dropped after a while
+        asyncio.get_running_loop().call_later(5, self.transport.disconnect)
+
+    def pause_reading(self) -> None:
+        self.socket.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.socket.resume_reading()
+
+
+def _scope(request: WSUpgradeRequest) -> dict[str, Any]:
+    """The request as an ASGI scope, for the Authenticator (headers, cookies)."""
+    path, _, query = request.path.decode("latin-1").partition("?")
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+               for k, v in request.headers.items()]
+    return {"type": "http", "method": "GET", "path": path, "query_string": query.encode(),
+            "headers": headers}
+
+
+class PushClient(WSListener):
+    """One websocket client of the standalone server."""
+
+    def __init__(self, app: FastAPI, request: WSUpgradeRequest) -> None:
+        self.app = app
+        self.request = request
+        self.conn: Connection | None = None
+        self.early: list[str] = []
+        self.transport: WSTransport | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        CONNECTIONS.inc()
+        self._start = asyncio.get_running_loop().create_task(self.start(transport))
+
+    async def start(self, transport: WSTransport) -> None:
+        state = self.app.state
+        scope = _scope(self.request)
+        origin = self.request.headers.get("origin")
+        if origin and origin not in state.settings.allowed_origins and \
+                urlsplit(origin).netloc != self.request.headers.get("host"):
+            return transport.send_close(WSCloseCode(BAD_ORIGIN), b"origin not allowed")
+        try:
+            token = parse_qs(scope["query_string"].decode()).get("token", [None])[0]
+            principal = (await state.authenticator.from_token(token) if token
+                         else await state.authenticator.resolve(HTTPConnection(scope), "GET"))
+        except PlotlineError as exc:
+            return transport.send_close(WSCloseCode(BAD_CREDENTIALS),
+                                        exc.detail[:120].encode())
+        sink = TransportSink(transport, state.settings.max_buffered_bytes)
+        self.conn = Connection(sink, principal, state.bus, state.hub, state.settings)
+        for text in self.early:
+            self.conn.feed(text)
+        self.early.clear()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if kind not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return  # pings are answered by picows
+        if not frame.fin or kind == WSMsgType.CONTINUATION:
+            transport.send_close(WSCloseCode.MESSAGE_TOO_BIG,
+                                 b"fragmented messages are not supported")
+            return
+        try:
+            text = frame.get_payload_as_utf8_text()
+        except UnicodeDecodeError:
+            text = frame.get_payload_as_bytes().decode("utf-8", "replace")
+        if self.conn is not None:
+            self.conn.feed(text)
+        elif len(self.early) < EARLY_FRAMES:
+            self.early.append(text)
+        else:
+            transport.send_close(WSCloseCode.POLICY_VIOLATION, b"wait for the server")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        CONNECTIONS.dec()
+        self._start.cancel()
+        if self.conn is not None:
+            task = asyncio.get_running_loop().create_task(self.conn.forget_all())
+            _leaving.add(task)
+            task.add_done_callback(_leaving.discard)
+
+
+_leaving: set[asyncio.Task[None]] = set()
+
+
+def _answer(status: int, body: bytes, content_type: str) -> WSUpgradeResponseWithListener:
+    response = WSUpgradeResponse.create_ok_response(body, {"Content-Type": content_type})
+    response.status = HTTPStatus(status)
+    return WSUpgradeResponseWithListener(response, None)
+
+
+def listener_factory(app: FastAPI):  # type: ignore[no-untyped-def]
+    ws_path = SERVICE_PREFIXES["push"]
+
+    def factory(request: WSUpgradeRequest) -> Any:
+        path = request.path.decode("latin-1").partition("?")[0]
+        if path == ws_path:
+            return PushClient(app, request)
+        if path == "/healthz":
+            return _answer(200, b'{"status":"ok","services":["push"]}', "application/json")
+        if path == "/readyz":
+            ready = bool(app.state.bus.connected)
+            body = json.dumps({"ready": ready, "checks": {"push.nats": ready}}).encode()
+            return _answer(200 if ready else 503, body, "application/json")
+        if path == "/metrics":
+            return _answer(200, generate_latest(), CONTENT_TYPE_LATEST)
+        return None  # 404
+
+    return factory
+
+
+async def run(app: FastAPI, host: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM, inside the app's lifespan (bus, hub, authenticator)."""
+    async with app.router.lifespan_context(app):
+        settings = app.state.settings
+        server = await ws_create_server(
+            listener_factory(app), host, port, max_frame_size=settings.max_frame_bytes,
+            websocket_handshake_timeout=10)
+        log.info("push listening on ws://%s:%d%s (picows)", host, port,
+                 SERVICE_PREFIXES["push"])
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopped.set)
+        await stopped.wait()
+        log.info("push stopping")
+        server.close()
+        await server.wait_closed()
