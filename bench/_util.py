@@ -73,6 +73,11 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+def met(ok: bool) -> str:
+    """A target's verdict, as every benchmark prints it."""
+    return "MET" if ok else "NOT MET"
+
+
 def fmt_s(seconds: float) -> str:
     """A latency in µs below 1 ms, else in ms."""
     return f"{seconds * 1e6:,.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:,.2f} ms"

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _util import BIN, fmt_s, free_port, percentile, start, start_nats, stop
+from _util import BIN, fmt_s, free_port, met, percentile, start, start_nats, stop
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -45,9 +45,6 @@ APIKEY_TARGET = 2e-3  # seconds, p99 with a warm cache
 SECONDS, WINDOWS = 3.0, 10  # JWT loops: 3 s each, also read in 0.3 s slices
 WARM_CALLS, COLD_CALLS, COLD_WARMUP = 20_000, 2_000, 100
 
-
-def met(ok: bool) -> str:
-    return "MET" if ok else "NOT MET"
 
 
 def rate(fn, seconds: float = SECONDS, windows: int = WINDOWS) -> tuple[float, float]:

@@ -47,6 +47,7 @@ from _util import (
     fmt_s,
     free_port,
     http_ready,
+    met,
     percentile,
     run_fast,
     run_in_tmp,
@@ -65,9 +66,6 @@ BIG_ROWS, BIG_CHUNK, AGG_ROWS, W, H = 100_000_000, 10_000_000, 10_000_000, 800, 
 COLUMNS = ("a", "b", "c", "d")
 perf = time.perf_counter
 
-
-def met(ok: bool) -> str:
-    return "MET" if ok else "NOT MET"
 
 
 def raw(method: str, path: str, port: int, body: bytes, ctype: str) -> bytes:

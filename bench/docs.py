@@ -41,6 +41,7 @@ from _util import (
     fmt_s,
     free_port,
     http_ready,
+    met,
     percentile,
     pin,
     run_fast,
@@ -59,9 +60,6 @@ CPUS = sorted(os.sched_getaffinity(0))
 SERVER_CPU, CLIENT_CPU = CPUS[0], CPUS[-1]  # the same core if there is only one
 perf = time.perf_counter
 
-
-def met(ok: bool) -> str:
-    return "MET" if ok else "NOT MET"
 
 
 async def load(port: int, path: str, size: int, server_pids: list[int]) -> dict:

@@ -17,8 +17,9 @@ Printed, in one run:
 2. RSS of the push process per idle connection, with 5,000 idle clients subscribed to a
    quiet channel: target <= 40 KB.
 3. The same workload against `bokeh serve` (bench/baselines/bokeh_stream: every session
-   streams each row into its own ColumnDataSource), and the ratio of delivered rates:
-   target >= 10x.
+   streams each row into its own ColumnDataSource; raw protocol clients in
+   bench/baselines/bokeh_client.py), at 10 appends/s, and the ratio of the best delivered
+   rates: target >= 10x.
 
 Run: .venv/bin/python bench/push_fanout.py   (or `make bench`). Everything is on 127.0.0.1.
 """
@@ -40,6 +41,7 @@ from _util import (
     fmt_s,
     free_port,
     http_ready,
+    met,
     percentile,
     run_fast,
     run_in_tmp,
@@ -56,9 +58,6 @@ DELIVERED_TARGET, P99_TARGET, IDLE_TARGET, RATIO_TARGET = 25_000, 0.100, 40 << 1
 BASELINE = Path(__file__).parent / "baselines"
 perf = time.perf_counter
 
-
-def met(ok: bool) -> str:
-    return "MET" if ok else "NOT MET"
 
 
 def rss(pid: int) -> int:
@@ -111,25 +110,31 @@ async def loadgen(kind: str, url: str, channel: str, clients: int, seconds: floa
         sys.path.insert(0, str(BASELINE))
         from bokeh_client import watch  # noqa: PLC0415
 
-        def on_patch(sent: float) -> None:
+        def on_patch(sent: float) -> None:  # the streamed x is the producer's clock
             if counting.is_set():
                 got[0] += 1
                 if got[0] % SAMPLE == 0:
                     latencies.append(time.time() - sent)
 
-        subscribed[0] += 1
-        await watch(int(url), channel, on_patch, finished)
+        def on_ready() -> None:
+            subscribed[0] += 1
+
+        try:
+            await watch(int(url), channel, on_patch, finished, on_ready=on_ready)
+        except Exception:  # noqa: BLE001 - a session the server dropped
+            closed[0] += 1
 
     tasks = []
+    deadline = perf() + 300
     for i in range(clients):
         tasks.append(asyncio.create_task(plotline_client() if kind == "plotline"
                                          else bokeh_client()))
-        if i % 50 == 49:
-            await asyncio.sleep(0.05)  # do not stampede the accept queue
-    deadline = perf() + 120
+        if i % 50 == 49:  # in batches: a stampede loses connections (bokeh's above all)
+            while subscribed[0] + closed[0] < len(tasks) and perf() < deadline:
+                await asyncio.sleep(0.05)
     while subscribed[0] + closed[0] < clients and perf() < deadline:
         await asyncio.sleep(0.1)
-    await asyncio.sleep(1 if kind == "plotline" else 5)
+    await asyncio.sleep(1)
     print("READY", flush=True)
     read_line = asyncio.get_running_loop().run_in_executor
     await read_line(None, sys.stdin.readline)  # GO
@@ -286,8 +291,8 @@ def baseline(tmp: Path, procs: list, ours: float) -> None:
     with (tmp / "bokeh.log").open("wb") as log:
         server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     procs.append(server)
-    deadline = perf() + 60
-    while not (tcp_ready(port) and tcp_ready(feed)) and perf() < deadline:
+    deadline = perf() + 60  # (the feed port opens with the first session)
+    while not tcp_ready(port) and perf() < deadline:
         time.sleep(0.2)
     sys.path.insert(0, str(BASELINE))
     from bokeh_client import push_row  # noqa: PLC0415
@@ -301,12 +306,12 @@ def baseline(tmp: Path, procs: list, ours: float) -> None:
 
         return post, close
 
-    results = {}
-    for rate in RATES:
-        results[rate] = measure("bokeh", str(port), "/bokeh_stream", make_post, rate,
-                                server.pid)
-        print(line(f"  bokeh serve at {rate} appends/s", results[rate]), flush=True)
-    theirs = max(r["rate"] for r in results.values())
+    # one rate: opening 1,000 bokeh sessions takes about a minute, and at 10 appends/s
+    # bokeh serve already delivers less than it is offered
+    rate = RATES[0]
+    result = measure("bokeh", str(port), "/bokeh_stream", make_post, rate, server.pid)
+    print(line(f"  bokeh serve at {rate} appends/s", result), flush=True)
+    theirs = result["rate"]
     print(f"3. Plotline / bokeh serve, best delivered rates: {ours:,.0f} / {theirs:,.0f} = "
           f"{ours / theirs:.1f}x  target >= {RATIO_TARGET:g}x: "
           f"{met(ours / theirs >= RATIO_TARGET)}")

@@ -320,9 +320,11 @@ async def test_handshake_checks_credentials_and_origin(multi_server, cast):
                 await frame(ws)
         assert closed.value.rcvd.code == 4401 and closed.value.rcvd.reason
     host = multi_server.url.removeprefix("http://")
-    async with websockets.connect(ws_url(multi_server), origin=f"http://{host}") as ws:
-        await send(ws, op="ping")
-        assert await frame(ws) == {"op": "pong"}
+    owner = cast["people"]["owner"]
+    async with websockets.connect(ws_url(multi_server), origin=f"http://{host}",
+                                  additional_headers={  # the login cookie, as a browser
+                                      "Cookie": f"plotline_session={owner['token']}"}) as ws:
+        assert (await subscribe(ws, f"doc:{cast['private']}"))["op"] == "subscribed"
     async with websockets.connect(ws_url(multi_server), origin="https://evil.example") as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await frame(ws)
