@@ -359,3 +359,29 @@ async def test_losing_access_ends_the_subscription(multi_server, cast):
         assert last["code"] == "revoked"
         c.patch(f"{DOCS}/{doc}", headers=h, json={"events": [stream_event(cds, 7.0)]})
         assert await quiet(reader, 0.5) and await quiet(anon, 0.5)
+
+
+def asks(server: Any) -> dict[str, float]:
+    out = {}
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith("plotline_push_access_total{"):
+            out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+async def test_an_access_answer_serves_more_subscribers_and_stays_exact(single_server):
+    c = httpx.Client(base_url=single_server.url, timeout=10)
+    doc_id, cds = new_doc(c)
+    before = asks(single_server)
+    async with websockets.connect(ws_url(single_server)) as first, \
+            websockets.connect(ws_url(single_server)) as second:
+        assert (await subscribe(first, f"doc:{doc_id}"))["seq"] == 1
+        c.patch(f"{DOCS}/{doc_id}", json={"events": [stream_event(cds, 1.0)]})
+        assert (await frame(first))["seq"] == 2
+        # the cached answer said version 1; this replica has heard version 2 since
+        assert (await subscribe(second, f"doc:{doc_id}"))["seq"] == 2
+        c.patch(f"{DOCS}/{doc_id}", json={"events": [stream_event(cds, 2.0)]})
+        assert (await frame(first))["seq"] == (await frame(second))["seq"] == 3
+    after = asks(single_server)
+    assert after.get("asked", 0) - before.get("asked", 0) == 1
+    assert after.get("cached", 0) - before.get("cached", 0) == 1

@@ -205,7 +205,7 @@ class Connection:
         # listen first, then ask: every event after the seq the answer carries is caught
         state = self.channels[channel.name] = ChannelState(channel, share)
         await self.hub.join(channel, self)
-        access = await channels.ask(self.bus, channel, self.user, share)
+        access = await self.hub.access(channel, self.user, share)
         if not access.read:
             await self._drop(channel.name)
             return self.error("not_found", "no such channel, or you may not read it",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,7 +21,7 @@ from services.common.bus import Bus
 from services.common.events import DocsVerb, Event
 from services.common.names import service_subjects
 
-from .channels import Channel
+from .channels import Access, Channel, ask
 
 log = logging.getLogger("plotline.push")
 
@@ -41,6 +43,12 @@ class Listener(Protocol):
 # docs events after which someone may have lost the right to read a document (and the
 # sources it binds, listed in the event's data["sources"])
 REVOKING = (DocsVerb.UNPUBLISHED, DocsVerb.UNSHARED, DocsVerb.ACL_CHANGED, DocsVerb.DELETED)
+# ... or gained it: cached answers are dropped on these too
+GRANTING = (DocsVerb.PUBLISHED, DocsVerb.SHARED)
+ACCESS_TTL = 2.0  # seconds an access answer is reused for further subscribers
+
+ASKS = Counter("plotline_push_access_total", "Access checks for subscriptions",
+               ["answer"])  # asked (the owner service) or cached
 
 
 class Hub:
@@ -49,19 +57,50 @@ class Hub:
         self._listeners: dict[str, set[Listener]] = {}
         self._subscriptions: dict[str, Any] = {}
         self._lock = asyncio.Lock()  # joins and leaves are rare; events never wait on it
+        # Access answers, reused for ACCESS_TTL by more subscribers of the same channel:
+        # (channel, user, share) -> (asked at, Access). The answer's version is the
+        # channel's seq when asked; it is still exact later only while this replica has
+        # been listening to the channel since before asking (then `_seen` has every newer
+        # seq), so that is when it is reused.
+        self._answers: dict[tuple[str, str | None, str | None], tuple[float, Access]] = {}
+        self._listening_since: dict[str, float] = {}
+        self._seen: dict[str, int] = {}
+
+    async def access(self, channel: Channel, user: str | None, share: str | None) -> Access:
+        key, now = (channel.name, user, share), time.monotonic()
+        hit = self._answers.get(key)
+        since = self._listening_since.get(channel.name)
+        if hit and now - hit[0] < ACCESS_TTL and since is not None and since <= hit[0]:
+            ASKS.labels("cached").inc()
+            answer = hit[1]
+            if answer.version is not None and channel.name in self._seen:
+                return replace(answer, version=max(answer.version, self._seen[channel.name]))
+            return answer
+        ASKS.labels("asked").inc()
+        answer = await ask(self.bus, channel, user, share)
+        if len(self._answers) > 100_000:
+            self._answers.clear()
+        self._answers[key] = (now, answer)
+        return answer
+
+    def _forget_answers(self, names: set[str]) -> None:
+        for key in [k for k in self._answers if k[0] in names]:
+            del self._answers[key]
 
     async def watch_revocations(self) -> None:
         """Every replica hears docs' access changes and has its listeners of the document,
         and of the sources it binds, ask again before anything more reaches them."""
 
         async def changed(subject: str, event: Event) -> None:
-            names = [f"doc:{subject.split('.')[2]}"] + [
-                f"data:{s}" for s in event.data.get("sources", []) if isinstance(s, str)]
-            for name in names:
-                for listener in list(self._listeners.get(name, ())):
-                    listener.recheck(name)
+            names = {f"doc:{subject.split('.')[2]}"} | {
+                f"data:{s}" for s in event.data.get("sources", []) if isinstance(s, str)}
+            self._forget_answers(names)
+            if event.type in REVOKING:
+                for name in names:
+                    for listener in list(self._listeners.get(name, ())):
+                        listener.recheck(name)
 
-        for verb in REVOKING:
+        for verb in (*REVOKING, *GRANTING):
             await self.bus.subscribe(service_subjects("docs", verb), changed)
 
     async def join(self, channel: Channel, listener: Listener) -> None:
@@ -70,6 +109,8 @@ class Hub:
             if channel.name not in self._subscriptions:
                 self._subscriptions[channel.name] = await self.bus.nc.subscribe(
                     channel.subject, cb=self._deliverer(channel.name))
+                await self.bus.nc.flush()  # the server has the subscription from here on
+                self._listening_since[channel.name] = time.monotonic()
                 CHANNELS.inc()
             if listener not in listeners:
                 listeners.add(listener)
@@ -84,6 +125,8 @@ class Hub:
             SUBSCRIPTIONS.dec()
             if not listeners:
                 del self._listeners[channel_name]
+                self._listening_since.pop(channel_name, None)
+                self._seen.pop(channel_name, None)
                 sub = self._subscriptions.pop(channel_name)
                 CHANNELS.dec()
                 try:
@@ -99,6 +142,8 @@ class Hub:
             except (ValueError, TypeError, KeyError):
                 log.warning("undecodable event on %s dropped", msg.subject)
                 return
+            if isinstance(seq, int) and seq > self._seen.get(channel_name, 0):
+                self._seen[channel_name] = seq
             for listener in list(self._listeners.get(channel_name, ())):
                 listener.offer(channel_name, seq, frame, born)
 
