@@ -385,3 +385,37 @@ async def test_an_access_answer_serves_more_subscribers_and_stays_exact(single_s
     after = asks(single_server)
     assert after.get("asked", 0) - before.get("asked", 0) == 1
     assert after.get("cached", 0) - before.get("cached", 0) == 1
+
+
+async def test_a_replica_stopping_says_going_away(single_server, tmp_path):
+    pusher = start_plotline(tmp_path, "push", "--nats-url", single_server.nats_url)
+    try:
+        async with websockets.connect(ws_url(pusher)) as ws:
+            await send(ws, op="ping")
+            assert await frame(ws) == {"op": "pong"}
+            pusher.process.terminate()
+            with pytest.raises(websockets.ConnectionClosed):
+                await frame(ws, timeout=10)
+            assert ws.close_code == 1001 and ws.close_reason == "server shutting down"
+        assert pusher.process.wait(20) == 0
+    finally:
+        pusher.stop()
+
+
+async def test_channels_per_connection_are_bounded(single_server, tmp_path):
+    pusher = start_plotline(tmp_path, "push", "--nats-url", single_server.nats_url,
+                            env={"PLOTLINE_PUSH_MAX_CHANNELS": "2"})
+    c = httpx.Client(base_url=single_server.url, timeout=10)
+    ids = [c.post(f"{DATA}/sources", json={"name": "s", "columns": {"x": [0.0]}}
+                  ).json()["id"] for _ in range(3)]
+    try:
+        async with websockets.connect(ws_url(pusher)) as ws:
+            for source in ids[:2]:
+                assert (await subscribe(ws, f"data:{source}"))["op"] == "subscribed"
+            refused = await subscribe(ws, f"data:{ids[2]}")
+            assert refused["op"] == "error" and refused["code"] == "too_many_channels"
+            await send(ws, op="unsubscribe", channel=f"data:{ids[0]}")
+            assert (await frame(ws))["op"] == "unsubscribed"
+            assert (await subscribe(ws, f"data:{ids[2]}"))["op"] == "subscribed"
+    finally:
+        pusher.stop()

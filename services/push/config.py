@@ -23,5 +23,7 @@ class PushSettings(ServiceSettings):
     # Browsers on other sites may not open a socket with their visitors' cookies: an Origin
     # header must name this server's own host or one of these (e.g. https://app.example.org).
     allowed_origins: list[str] = []
+    # Channels one connection may hold at once (each costs a little memory everywhere).
+    max_channels: int = 1000
     # Events replayed for `since` at most (older history: resync).
     max_replay: int = 10_000

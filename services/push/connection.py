@@ -201,6 +201,10 @@ class Connection:
         if channel.name in self.channels:
             return self.error("already_subscribed", "already subscribed",
                               channel=channel.name)
+        if len(self.channels) >= self.settings.max_channels:
+            return self.error("too_many_channels", f"at most {self.settings.max_channels} "
+                              "channels per connection: unsubscribe from some first",
+                              channel=channel.name)
         share = op.get("share") if isinstance(op.get("share"), str) else None
         # listen first, then ask: every event after the seq the answer carries is caught
         state = self.channels[channel.name] = ChannelState(channel, share)

@@ -94,6 +94,7 @@ class PushClient(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        _open.add(transport)
         CONNECTIONS.inc()
         self._start = asyncio.get_running_loop().create_task(self.start(transport))
 
@@ -141,6 +142,7 @@ class PushClient(WSListener):
             transport.send_close(WSCloseCode.POLICY_VIOLATION, b"wait for the server")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        _open.discard(transport)
         CONNECTIONS.dec()
         self._start.cancel()
         if self.conn is not None:
@@ -150,6 +152,7 @@ class PushClient(WSListener):
 
 
 _leaving: set[asyncio.Task[None]] = set()
+_open: set[WSTransport] = set()  # to say goodbye (1001) on shutdown
 
 
 def _answer(status: int, body: bytes, content_type: str) -> WSUpgradeResponseWithListener:
@@ -192,6 +195,13 @@ async def run(app: FastAPI, host: str, port: int) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopped.set)
         await stopped.wait()
-        log.info("push stopping")
+        log.info("push stopping: closing %d connections with 1001", len(_open))
         server.close()
+        for transport in list(_open):  # clients reconnect elsewhere with `since`
+            transport.send_close(WSCloseCode.GOING_AWAY, b"server shutting down")
+        deadline = loop.time() + 5
+        while _open and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for transport in list(_open):
+            transport.disconnect()
         await server.wait_closed()
