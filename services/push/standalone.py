@@ -18,7 +18,6 @@ import logging
 import signal
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI
 from picows import (
@@ -35,11 +34,10 @@ from picows import (
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import HTTPConnection
 
-from services.common.errors import PlotlineError
 from services.common.names import SERVICE_PREFIXES
 
-from .app import BAD_CREDENTIALS, BAD_ORIGIN
 from .connection import Connection
+from .handshake import Refused, admit
 from .hub import CONNECTIONS
 
 log = logging.getLogger("plotline.push")
@@ -100,18 +98,11 @@ class PushClient(WSListener):
 
     async def start(self, transport: WSTransport) -> None:
         state = self.app.state
-        scope = _scope(self.request)
-        origin = self.request.headers.get("origin")
-        if origin and origin not in state.settings.allowed_origins and \
-                urlsplit(origin).netloc != self.request.headers.get("host"):
-            return transport.send_close(WSCloseCode(BAD_ORIGIN), b"origin not allowed")
         try:
-            token = parse_qs(scope["query_string"].decode()).get("token", [None])[0]
-            principal = (await state.authenticator.from_token(token) if token
-                         else await state.authenticator.resolve(HTTPConnection(scope), "GET"))
-        except PlotlineError as exc:
-            return transport.send_close(WSCloseCode(BAD_CREDENTIALS),
-                                        exc.detail[:120].encode())
+            principal = await admit(HTTPConnection(_scope(self.request)),
+                                    state.settings.allowed_origins, state.authenticator)
+        except Refused as refused:
+            return transport.send_close(WSCloseCode(refused.code), refused.reason.encode())
         sink = TransportSink(transport, state.settings.max_buffered_bytes)
         self.conn = Connection(sink, principal, state.bus, state.hub, state.settings)
         for text in self.early:
