@@ -144,6 +144,66 @@ def test_sources_are_private(multi_server, account):
     assert src["id"] not in [s["id"] for s in c.get(f"{DATA}/sources", headers=oh).json()]
 
 
+def test_append_front_door_answers_like_the_api(multi_server, account):
+    """Appends are answered before FastAPI (services/data/fastappend.py): the same
+    authentication, CSRF check, errors and metrics as every other route."""
+    c, h = account["client"], account["headers"]
+    src = c.post(f"{DATA}/sources", json={"name": "f", "columns": {"x": [0.0]}},
+                 headers=h).json()
+    url = f"{DATA}/sources/{src['id']}/append"
+    one = {"columns": {"x": [1.0]}}
+    r = httpx.post(f"{multi_server.url}{url}", json=one)
+    assert r.status_code == 401 and error_of(r) == "unauthorized"
+    c.post("/api/v1/auth/login", json={"username": account["username"],
+                                       "password": account["password"]})
+    r = c.post(url, json=one)  # the login cookie without the CSRF header
+    assert r.status_code == 403 and error_of(r) == "csrf_failed"
+    r = c.post(url, json=one, headers={"X-CSRF-Token": c.cookies["plotline_csrf"]})
+    assert r.status_code == 200 and r.json() == {"version": 2, "rows": 2}
+    c.cookies.clear()
+    for query in ("rollover=abc", "rollover=-1"):
+        r = c.post(f"{url}?{query}", content=arrow_bytes(pa.table({"x": [5.0]})),
+                   headers={**h, "content-type": ARROW})
+        assert r.status_code == 422 and error_of(r) == "invalid_request", (query, r.text)
+    r = c.post(f"{url}?rollover=2", content=arrow_bytes(pa.table({"x": [5.0]})),
+               headers={**h, "content-type": ARROW})
+    assert r.json() == {"version": 3, "rows": 2}
+    r = c.post(f"{DATA}/sources/not-an-id/append", json=one, headers=h)
+    assert r.status_code == 404 and error_of(r)
+    assert c.get(f"{DATA}/sources/{src['id']}/data", headers=h).json()["columns"] == {
+        "x": [1.0, 5.0]}
+    metrics = c.get("/metrics").text
+    assert ('route="/api/v1/data/sources/{source_id}/append",service="data",status="403"'
+            in metrics)
+
+
+def test_append_body_limit(tmp_path):
+    """Over PLOTLINE_DATA_MAX_BODY_BYTES: 413, whether announced or streamed, and nothing
+    is appended."""
+    server = start_plotline(tmp_path, "--backend", "file",
+                            env={"PLOTLINE_DATA_MAX_BODY_BYTES": "65536"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            src = c.post(f"{DATA}/sources", json={"name": "b", "columns": {"x": [0.0]}}
+                         ).json()
+            url = f"{DATA}/sources/{src['id']}/append"
+            big = {"columns": {"x": [1.5] * 20_000}}
+            r = c.post(url, json=big)
+            assert r.status_code == 413 and error_of(r) == "payload_too_large"
+
+            def chunks():  # no Content-Length
+                for _ in range(4):
+                    yield b"[1.5" + b", 1.5" * 5000
+
+            r = c.post(url, content=chunks(), headers={"content-type": "application/json"})
+            assert r.status_code == 413 and error_of(r) == "payload_too_large"
+            assert c.post(url, json={"columns": {"x": [2.5]}}).status_code == 200
+            assert c.get(f"{DATA}/sources/{src['id']}/data").json()["columns"] == {
+                "x": [0.0, 2.5]}
+    finally:
+        server.stop()
+
+
 def test_acknowledged_appends_survive_sigkill(tmp_path, request):
     """Kill the server during a stream of appends: after a restart every acknowledged
     append is there, in order, and nothing unacknowledged is half there."""

@@ -24,7 +24,9 @@ ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
 def _too_big(limit: int) -> JSONResponse:
-    return error_response(413, "payload_too_large", f"request body exceeds {limit} bytes")
+    # the rest of the body is never read: the client must not reuse the connection
+    return error_response(413, "payload_too_large", f"request body exceeds {limit} bytes",
+                          {"Connection": "close"})
 
 
 class BodyLimit:

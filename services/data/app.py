@@ -15,6 +15,7 @@ from services.common.identity import connect_authenticator
 
 from .config import DataSettings
 from .events import Grants, start_listeners, start_responders
+from .fastappend import FastAppend
 from .large import warm_up
 from .repository import DataRepository
 from .routes import router
@@ -53,5 +54,10 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
                 if warming is not None:
                     await warming
 
-    return build_app(service="data", title="Plotline data", lifespan=lifespan,
-                     max_body_bytes=settings.max_body_bytes, routers=[router])
+    app = build_app(service="data", title="Plotline data", lifespan=lifespan,
+                    max_body_bytes=settings.max_body_bytes, routers=[router])
+    app.state.max_body_bytes = settings.max_body_bytes
+    # appends are answered before FastAPI (see fastappend.py); Embedded and
+    # `plotline serve data` send requests to app.state.front
+    app.state.front = FastAppend(app, app)
+    return app

@@ -57,9 +57,8 @@ class ColumnIn(BaseModel):
     dtype: str | None = None
 
 
-def is_arrow(request: Request) -> bool:
-    return request.headers.get("content-type", "").split(";")[0].strip() in (
-        ARROW, "application/vnd.apache.arrow.file")
+def is_arrow(content_type: str) -> bool:
+    return content_type.split(";")[0].strip() in (ARROW, "application/vnd.apache.arrow.file")
 
 
 def table_of(build, *args):  # type: ignore[no-untyped-def]
@@ -69,11 +68,15 @@ def table_of(build, *args):  # type: ignore[no-untyped-def]
         raise http_error(exc) from exc
 
 
-async def json_body(request: Request, model: type[BaseModel]) -> Any:
+def parse_json(body: bytes, model: type[BaseModel]) -> Any:
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(body)
     except ValueError as exc:
         raise Unprocessable(f"invalid JSON body: {str(exc).splitlines()[0]}") from exc
+
+
+async def json_body(request: Request, model: type[BaseModel]) -> Any:
+    return parse_json(await request.body(), model)
 
 
 def version(m: dict[str, Any]) -> dict[str, int]:
@@ -92,7 +95,7 @@ async def list_sources(user: MaybeUser, data: Data) -> list[dict[str, Any]]:
 async def create_source(request: Request, user: CurrentUser, data: Data,
                         name: str | None = None, rollover: int | None = None) -> dict:
     """Create from JSON columns, or from an Arrow IPC body (`?name=&rollover=`)."""
-    if is_arrow(request):
+    if is_arrow(request.headers.get("content-type", "")):
         table = table_of(cols.table_from_arrow, await request.body())
         if not name:
             raise Unprocessable("an Arrow body needs ?name=")
@@ -126,17 +129,27 @@ async def read_rows(source_id: str, request: Request, user: MaybeUser, data: Dat
                     media_type="application/json", headers=headers)
 
 
+def append_input(body: bytes, content_type: str, rollover: int | None
+                 ) -> tuple[Any, int | None]:
+    """An append's rows (an Arrow table, or the JSON columns) and its rollover; shared by
+    this route and its front door (fastappend.py)."""
+    if is_arrow(content_type):
+        batch = table_of(cols.table_from_arrow, body)
+    else:
+        parsed = parse_json(body, AppendIn)
+        batch, rollover = parsed.columns, parsed.rollover
+    if rollover is not None and rollover < 0:
+        raise Unprocessable("rollover must be >= 0")
+    return batch, rollover
+
+
 @router.post("/sources/{source_id}/append")
 async def append(source_id: str, request: Request, user: MaybeUser, data: Data,
                  rollover: int | None = None) -> dict[str, int]:
-    """Stream rows in (JSON columns or Arrow); acknowledged once durable."""
-    if is_arrow(request):
-        batch = table_of(cols.table_from_arrow, await request.body())
-    else:
-        body = await json_body(request, AppendIn)
-        batch, rollover = body.columns, body.rollover
-    if rollover is not None and rollover < 0:
-        raise Unprocessable("rollover must be >= 0")
+    """Stream rows in (JSON columns or Arrow); acknowledged once durable. (Requests are
+    answered by fastappend.FastAppend, before FastAPI: this route is its description.)"""
+    batch, rollover = append_input(await request.body(),
+                                   request.headers.get("content-type", ""), rollover)
     return version(await data.append(source_id, user, batch, rollover))
 
 
