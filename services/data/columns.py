@@ -46,9 +46,9 @@ from .wire import decode_column, map_entries
 __all__ = [
     "DTYPES", "MAX_COLUMNS", "MAX_NAME_LENGTH", "DataError", "DataTooLarge", "UnknownColumn",
     "arrow_type", "column_from_json", "column_hash", "column_to_json", "compact", "conform",
-    "describe", "dtype_name", "json_batch", "normalise", "patch", "put_column",
-    "remove_column", "select", "slice_rows", "stream", "table_from_arrow", "table_from_json",
-    "to_arrow", "to_json",
+    "describe", "dtype_name", "fixed_width_bytes", "json_batch", "normalise", "patch",
+    "put_column", "remove_column", "select", "slice_rows", "stream", "table_from_arrow",
+    "table_from_json", "to_arrow", "to_json",
 ]
 
 MAX_CHUNKS = 64          # stream() compacts a table whose columns have more chunks than this
@@ -83,7 +83,7 @@ def conform(schema: pa.Schema, batch: pa.Table) -> pa.Table:
     no value changes meaning (see convert.cast_array); float -> int is refused. A schema with
     no columns takes any batch (Bokeh: streaming into an empty source sets its columns).
     """
-    if len(schema) == 0:
+    if len(schema) == 0 or batch.schema.equals(schema):  # (a schema's names are unique)
         return batch
     _name_mismatch(schema.names, batch.column_names, "an append")
     if len(set(batch.column_names)) != batch.num_columns:
@@ -127,13 +127,19 @@ def stream(table: pa.Table, batch: pa.Table, rollover: int | None) -> pa.Table:
     return compact(result, check_waste=sliced)
 
 
-def _needed_bytes(table: pa.Table) -> int:
-    """What the rows need; Table.nbytes would say, but costs ~0.5 ms for a table of many
-    chunks (it de-duplicates buffers), so fixed-width columns are counted directly."""
+def fixed_width_bytes(table: pa.Table) -> int | None:
+    """What the rows need when every column is fixed-width (None otherwise), counted from
+    the schema: Table.nbytes would say, but costs ~0.5 ms for a table of many chunks (it
+    de-duplicates buffers), and a streamed table has dozens."""
     try:
         return sum((table.num_rows * f.type.bit_width + 7) // 8 for f in table.schema)
-    except ValueError:  # a variable-width column (strings, lists): measure
-        return table.nbytes
+    except ValueError:  # a variable-width column (strings, lists)
+        return None
+
+
+def _needed_bytes(table: pa.Table) -> int:
+    needed = fixed_width_bytes(table)
+    return table.nbytes if needed is None else needed
 
 
 def compact(table: pa.Table, *, force: bool = False, check_waste: bool = True) -> pa.Table:

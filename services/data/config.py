@@ -18,7 +18,7 @@ class DataSettings(ServiceSettings):
     inline_event_bytes: int = 64 << 10
     # Small appends are kept inside the manifest (one compare-and-set, no blob write) until
     # they add up to this many bytes of Arrow IPC; then they go to one blob chunk together.
-    inline_tail_bytes: int = 16 << 10
+    inline_tail_bytes: int = 4 << 10
     # Merge a source's chunks into one when it has more than this many.
     max_chunks: int = 64
     max_write_retries: int = 50

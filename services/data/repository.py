@@ -7,17 +7,20 @@ unacknowledged one is at most an unreferenced blob (never half a row). Rollover 
 offset and forgets whole chunks; many small chunks are merged into one.
 
 Small appends (a few rows) would cost a blob write each, which is most of their time. Their
-chunks are kept inside the manifest instead (`{"inline": base64 of an Arrow record batch}`,
-read with the manifest's schema: half the size of an IPC stream), always as the
-trailing run of chunks, up to `inline_tail_bytes`; the append that would overflow it writes
-that run and its own rows as one blob chunk. So a single-row append is one compare-and-set.
-(DESIGN.md suggests JetStream as this log; the manifest keeps one place that orders writes
-and one recovery path, at the price of up to 16 KB more per manifest.)
+rows are kept inside the manifest instead, as its last chunk: one Arrow record batch
+(`{"inline": base64 of the batch without its schema, "rows": n}`, read with the manifest's
+schema), which each small append re-encodes with its rows added, up to `inline_tail_bytes`;
+the append that would overflow it writes the tail and its own rows as one blob chunk. So a
+single-row append is one compare-and-set of a small value. (One batch rather than one per
+append: a batch's own framing is ~300 bytes, ten times a row of four numbers, and encoding
+the manifest was the largest part of an append. DESIGN.md suggests JetStream as this log;
+the manifest keeps one place that orders writes and one recovery path.)
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 from typing import Any
@@ -26,6 +29,8 @@ import pyarrow as pa
 
 from services.common.stores.blob import BlobNotFound, BlobStore
 from services.common.stores.kv import KVStore, VersionConflict
+
+from .columns import arrow_type, fixed_width_bytes
 
 Manifest = dict[str, Any]
 
@@ -71,26 +76,22 @@ class DataRepository:
 
     async def add_chunk(self, manifest: Manifest, version: int, batch: pa.Table,
                         inline_bytes: int) -> list[dict]:
-        """Append `batch` as the manifest's last chunk: inline while the inline tail stays
-        within `inline_bytes`, else one blob chunk holding the tail and the batch.
+        """Append `batch` as the manifest's last rows: merged into the inline tail while that
+        stays within `inline_bytes`, else one blob chunk holding the tail and the batch.
         Returns the blob chunks written (to delete if the commit loses its race)."""
         chunks = manifest["chunks"]
-        tail = 0
-        while tail < len(chunks) and "inline" in chunks[-1 - tail]:
-            tail += 1
         # inline rows are read back with the schema the manifest names: only when it is the
         # batch's own (a type the dtype names do not tell apart goes to a blob instead)
         schema = manifest_schema(manifest)
-        encoded = (base64.b64encode(_batch_bytes(batch)).decode()
-                   if batch.schema.equals(schema) else None)
-        used = sum(len(c["inline"]) for c in chunks[len(chunks) - tail:])
-        if encoded is not None and used + len(encoded) <= inline_bytes:
-            chunks.append({"inline": encoded, "rows": batch.num_rows})
-            return []
-        if tail:
-            parts = [_inline_table(c, schema) for c in chunks[-tail:]]
-            batch = pa.concat_tables([*parts, batch])
-            del chunks[-tail:]
+        if chunks and "inline" in chunks[-1]:
+            batch = pa.concat_tables([_inline_table(chunks.pop(), schema), batch])
+            if not chunks:  # the tail is all there is: drop its rows behind the window
+                batch, manifest["offset"] = batch.slice(manifest["offset"]), 0
+        if batch.schema.equals(schema):
+            encoded = base64.b64encode(_batch_bytes(batch)).decode()
+            if len(encoded) <= inline_bytes:
+                chunks.append({"inline": encoded, "rows": batch.num_rows})
+                return []
         chunk = await self.write_chunk(manifest["id"], version, batch)
         chunks.append(chunk)
         return [chunk]
@@ -116,7 +117,7 @@ class DataRepository:
         are kept as we go: summing every table on each append cost tens of ms.
         `committed`: the key-value version this replica just wrote the manifest at."""
         self.forget(manifest["id"])
-        size = table.get_total_buffer_size()
+        size = _approx_bytes(table)
         if committed is not None:
             self._committed[manifest["id"]] = (manifest, committed)
         self._tables[manifest["id"]] = (manifest["version"], table)
@@ -176,8 +177,19 @@ class DataRepository:
                 continue
 
 
+def _approx_bytes(table: pa.Table) -> int:
+    """The table's size for the cache budget, cheaply (a streamed table has many chunks)."""
+    size = fixed_width_bytes(table)
+    return table.get_total_buffer_size() if size is None else size
+
+
 def manifest_schema(manifest: Manifest) -> pa.Schema:
-    return pa.schema([(c["name"], pa_type(c["dtype"])) for c in manifest["schema"]])
+    return _schema(tuple((c["name"], c["dtype"]) for c in manifest["schema"]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _schema(columns: tuple[tuple[str, str], ...]) -> pa.Schema:
+    return pa.schema([(name, arrow_type(dtype)) for name, dtype in columns])
 
 
 def _batch_bytes(table: pa.Table) -> bytes:
@@ -195,9 +207,3 @@ def _inline_table(chunk: dict, schema: pa.Schema) -> pa.Table:
 def _read_ipc(data: bytes) -> pa.Table:
     with pa.ipc.open_stream(data) as reader:
         return reader.read_all()
-
-
-def pa_type(name: str) -> pa.DataType:
-    from .columns import arrow_type
-
-    return arrow_type(name)

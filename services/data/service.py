@@ -211,12 +211,12 @@ class DataService:
     def _appended(self, batch: pa.Table, rollover: int | None) -> dict[str, Any]:
         """The rows themselves when small, else a marker that tells viewers to refetch."""
         limit = self.settings.inline_event_bytes
-        if batch.nbytes <= limit:
+        size = batch.get_total_buffer_size()  # (Table.nbytes de-duplicates buffers: slow)
+        if size <= limit:
             encoded = cols.to_json(batch)
             # a cell encodes to at most ~40 characters (NaN as Bokeh's {"type": "number",
             # ...}), string bytes to at most 6 (\uXXXX): small batches need no measuring
-            surely_small = (40 * batch.num_rows * batch.num_columns + 6 * batch.nbytes
-                            + 1024 <= limit)
+            surely_small = 40 * batch.num_rows * batch.num_columns + 6 * size + 1024 <= limit
             if surely_small or len(json.dumps(encoded)) <= limit:
                 return {"columns": encoded, "rollover": rollover}
         return {"columns": None, "refetch": True, "rollover": rollover}

@@ -6,8 +6,8 @@ costs milliseconds whenever the loop is busy (the thread waits for the GIL), whi
 exactly when latency matters. Each write is one transaction: a put is a single statement,
 a delete BEGIN IMMEDIATE ... COMMIT; the busy timeout guards against another process on the
 same file, which the embedded mode does not do. A committed write survives the process
-being killed (the WAL is in the OS), not a power cut in the next instant. Expiry uses wall-clock time because it
-must survive a restart.
+being killed (the WAL is in the OS), not a power cut in the next instant. Expiry uses
+wall-clock time because it must survive a restart.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.common.stores.kv import Versioned, VersionConflict, check_expect
+from services.common.stores.kv import VersionConflict, Versioned, check_expect
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL, expires REAL NULL
