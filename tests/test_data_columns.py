@@ -320,6 +320,21 @@ def test_to_json_nulls_chunks_and_types():
                             "u": [2**64 - 1, 0, 1, 2]}
 
 
+def test_to_json_small_and_large_chunks_agree():
+    """Up to 64 rows a chunk goes through Python lists, above through numpy: same JSON."""
+    small = pa.table({"f": pa.array([1.5, None, math.nan, math.inf, -math.inf, -0.0]),
+                      "f32": pa.array([0.1, None, math.nan, 2, 3, -0.0], pa.float32()),
+                      "i": pa.array([1, None, -3, 2**62, 0, 5], pa.int64()),
+                      "n": pa.array([1, 2, 3, 4, 5, 6], pa.int32()),
+                      "b": pa.array([True, False, True, True, False, False])})
+    large = pa.concat_tables([small] * 20).combine_chunks()  # 120 rows in one chunk
+    assert large["f"].num_chunks == 1 and large.num_rows > 64
+    one, many = c.to_json(small), c.to_json(large)
+    assert json.dumps(many, allow_nan=False) == json.dumps(
+        {k: v * 20 for k, v in one.items()}, allow_nan=False)
+    assert one["f"] == [1.5, None, NAN, PINF, NINF, -0.0] and one["i"][1] is None
+
+
 # --- Arrow IPC ------------------------------------------------------------------------------
 
 

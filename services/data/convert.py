@@ -302,12 +302,25 @@ def column_to_json(column: pa.ChunkedArray | pa.Array) -> list:
     return out
 
 
+_INFINITIES = (math.inf, -math.inf)
+
+
 def _encode_float(x: float) -> dict:
     return {"type": "number", "value": "nan" if x != x else "+inf" if x > 0 else "-inf"}
 
 
+_SMALL = 64  # rows: below this, Python's own list beats a round trip through numpy
+
+
 def _chunk_to_json(chunk: pa.Array) -> list:
     t = chunk.type
+    if len(chunk) <= _SMALL and (is_float(t) or is_int(t) or pa.types.is_boolean(t)):
+        values = chunk.to_pylist()  # (nulls are None already)
+        if is_float(t):
+            for i, x in enumerate(values):
+                if x is not None and (x != x or x in _INFINITIES):
+                    values[i] = _encode_float(x)
+        return values
     if is_float(t):
         array = chunk.to_numpy(zero_copy_only=False)
         values = array.tolist()
