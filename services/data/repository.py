@@ -74,24 +74,20 @@ class DataRepository:
         await self.blobs.put(name, to_ipc(table))
         return {"blob": name, "rows": table.num_rows}
 
-    async def add_chunk(self, manifest: Manifest, version: int, visible: pa.Table,
-                        batch: pa.Table, inline_bytes: int) -> list[dict]:
+    async def add_chunk(self, manifest: Manifest, version: int, batch: pa.Table,
+                        inline_bytes: int) -> list[dict]:
         """Append `batch` as the manifest's last rows: merged into the inline tail while that
         stays within `inline_bytes`, else one blob chunk holding the tail and the batch.
-        `visible`: the source's rows before (`load(manifest)`), which end with the tail's.
         Returns the blob chunks written (to delete if the commit loses its race)."""
         chunks = manifest["chunks"]
-        if chunks and "inline" in chunks[-1]:
-            # only the first chunk can be cut by the offset: a tail that is all there is
-            # takes just its visible rows along, and the offset starts again at 0
-            tail_rows = chunks.pop()["rows"]
-            batch = pa.concat_tables(
-                [visible.slice(max(0, visible.num_rows - tail_rows)), batch])
-            if not chunks:
-                manifest["offset"] = 0
         # inline rows are read back with the schema the manifest names: only when it is the
         # batch's own (a type the dtype names do not tell apart goes to a blob instead)
-        if batch.schema.equals(manifest_schema(manifest)):
+        schema = manifest_schema(manifest)
+        if chunks and "inline" in chunks[-1]:
+            batch = pa.concat_tables([_inline_table(chunks.pop(), schema), batch])
+            if not chunks:  # the tail is all there is: drop its rows behind the window
+                batch, manifest["offset"] = batch.slice(manifest["offset"]), 0
+        if batch.schema.equals(schema):
             encoded = base64.b64encode(_batch_bytes(batch)).decode()
             if len(encoded) <= inline_bytes:
                 chunks.append({"inline": encoded, "rows": batch.num_rows})

@@ -191,7 +191,7 @@ class DataService:
             conformed = (cols.conform(table.schema, batch) if isinstance(batch, pa.Table)
                          else cols.json_batch(table.schema, batch))
             new = cols.stream(table, conformed, keep)
-            written = await self.repo.add_chunk(m, m["version"] + 1, table, conformed,
+            written = await self.repo.add_chunk(m, m["version"] + 1, conformed,
                                                 self.settings.inline_tail_bytes)
             # rows before the window: move the offset, forget chunks wholly behind it
             m["offset"] += table.num_rows + conformed.num_rows - new.num_rows
