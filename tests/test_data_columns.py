@@ -320,6 +320,37 @@ def test_to_json_nulls_chunks_and_types():
                             "u": [2**64 - 1, 0, 1, 2]}
 
 
+def test_plain_appends_read_as_the_general_reader_reads_them():
+    """json_batch's shortcut for plain lists (floats/ints, ints, strings, bools) gives what
+    the general reader gives, and leaves everything else to it (errors included)."""
+    import random
+
+    rng = random.Random(5)
+    schema = pa.schema([("f", pa.float64()), ("i", pa.int64()), ("s", pa.string()),
+                        ("b", pa.bool_())])
+    dtypes = {"f": "float64", "i": "int64", "s": "string", "b": "bool"}
+    pick = {"f": lambda: rng.choice([1.5, -0.0, 2, 10**300, 2**63 + 1, 1e308, math.inf]),
+            "i": lambda: rng.choice([0, -5, 2**63 - 1, -(2**63)]),
+            "s": lambda: rng.choice(["", "a", "é\u2603", "x" * 50]),
+            "b": lambda: rng.choice([True, False])}
+    for _ in range(300):
+        n = rng.choice([0, 1, 1, 2, 7])
+        columns = {name: [make() for _ in range(n)] for name, make in pick.items()}
+        fast = c._plain_batch(schema, columns)
+        general = c.conform(schema, c.table_from_json(columns, dtypes))
+        assert fast is not None and fast.equals(general), columns
+        assert c.json_batch(schema, columns).equals(general)
+    for odd in ({"f": [True]}, {"f": [None]}, {"i": [1.0]}, {"i": [2**64]}, {"s": [1]},
+                {"b": [1]}, {"f": [NAN]}, {"f": {"type": "ndarray"}}):
+        columns = {"f": [1.0], "i": [1], "s": ["a"], "b": [True], **odd}
+        assert c._plain_batch(schema, columns) is None, odd
+    with pytest.raises(DataError, match="cannot hold booleans"):
+        c.json_batch(schema, {"f": [True], "i": [1], "s": ["a"], "b": [True]})
+    with pytest.raises(DataError, match="out of range"):
+        c.json_batch(schema, {"f": [1.0], "i": [2**64], "s": ["a"], "b": [True]})
+    assert c._plain_batch(schema, {"f": [1.0], "i": [1, 2], "s": ["a"], "b": [True]}) is None
+
+
 def test_to_json_small_and_large_chunks_agree():
     """Up to 64 rows a chunk goes through Python lists, above through numpy: same JSON."""
     small = pa.table({"f": pa.array([1.5, None, math.nan, math.inf, -math.inf, -0.0]),
