@@ -48,6 +48,30 @@ async def test_republishing_the_same_event_is_deduplicated(bus):
     assert (await bus.js.stream_info(STREAM_NAME)).state.messages == before
 
 
+async def test_notify_reaches_subscribers_and_the_stream_without_an_ack(bus, nats_url, caplog):
+    """notify (data's appends) does not wait for JetStream, yet the stream stores the event,
+    in order, and live subscribers get it; on a closed connection it logs instead of raising
+    (the write it describes is committed already)."""
+    await bus.ensure_stream()
+    entity, heard = uuid.uuid4().hex, asyncio.Queue()
+
+    async def on_event(subject, event):
+        await heard.put(event)
+
+    await bus.subscribe(f"plotline.test.{entity}.*", on_event)
+    sent = [await bus.notify(entity, "poked", {"n": n}, seq=n) for n in range(1, 6)]
+    got = [await asyncio.wait_for(heard.get(), 5) for _ in sent]
+    assert [e.seq for e in got] == [1, 2, 3, 4, 5] and got == sent
+    consumer = await bus.js.pull_subscribe(f"plotline.test.{entity}.*", stream=STREAM_NAME)
+    stored = await consumer.fetch(5, timeout=5)
+    assert [Event.model_validate_json(m.data) for m in stored] == sent
+    closed = await Bus.connect(nats_url, "test")
+    await closed.close()
+    with caplog.at_level("WARNING", logger="plotline.bus"):
+        event = await closed.notify(entity, "poked", {"n": 6}, seq=6)
+    assert event.seq == 6 and "not sent" in caplog.text
+
+
 async def test_request_reply_and_failures(bus):
     async def double(req):
         if req.get("boom"):

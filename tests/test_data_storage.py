@@ -43,7 +43,7 @@ def store_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str
 def rows(rng: random.Random, start: int, n: int) -> dict[str, list]:
     return {"i": list(range(start, start + n)),
             "x": [rng.choice([0.5, -1.25, float(start + k)]) for k in range(n)],
-            "s": [rng.choice(["", "a", "row %d" % (start + k), None]) for k in range(n)]}
+            "s": [rng.choice(["", "a", f"row {start + k}", None]) for k in range(n)]}
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -2,7 +2,8 @@
 
 Every change goes through `_write`: read the manifest, check the right, compute the new rows,
 write what is new to the blob store, commit the manifest by compare-and-set, and only then
-publish the event whose `seq` is the source's new version.
+publish the event whose `seq` is the source's new version (appends without waiting for
+JetStream's ack: Bus.notify).
 """
 
 from __future__ import annotations
@@ -170,9 +171,12 @@ class DataService:
                     self.repo.forget(source_id)
                     continue
                 self.repo.remember(m, table, committed=new_kv)
-                await self.bus.publish(source_id, verb, {**data, "rows": m["rows"]},
-                                       actor=principal.username if principal else None,
-                                       seq=m["version"])
+                # appends are the stream of small writes: their event goes without waiting
+                # for JetStream's ack (see Bus.notify); the rarer changes wait for it
+                publish = self.bus.notify if verb is DataVerb.APPENDED else self.bus.publish
+                await publish(source_id, verb, {**data, "rows": m["rows"]},
+                              actor=principal.username if principal else None,
+                              seq=m["version"])
                 return m
         raise Conflict("too many concurrent writers; try again", code="busy")
 
