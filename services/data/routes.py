@@ -143,11 +143,12 @@ def append_input(body: bytes, content_type: str, rollover: int | None
     return batch, rollover
 
 
+# Requests are answered by fastappend.FastAppend before they reach FastAPI; this route is
+# their OpenAPI description (and serves an app used without its front door).
 @router.post("/sources/{source_id}/append")
 async def append(source_id: str, request: Request, user: MaybeUser, data: Data,
                  rollover: int | None = None) -> dict[str, int]:
-    """Stream rows in (JSON columns or Arrow); acknowledged once durable. (Requests are
-    answered by fastappend.FastAppend, before FastAPI: this route is its description.)"""
+    """Stream rows in (JSON columns or Arrow); acknowledged once durable."""
     batch, rollover = append_input(await request.body(),
                                    request.headers.get("content-type", ""), rollover)
     return version(await data.append(source_id, user, batch, rollover))
