@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 from conftest import new_username
+from prometheus_client import REGISTRY
 from servers import start_plotline
 
 from services.common.bus import Bus
@@ -67,9 +68,12 @@ async def test_notify_reaches_subscribers_and_the_stream_without_an_ack(bus, nat
     assert [Event.model_validate_json(m.data) for m in stored] == sent
     closed = await Bus.connect(nats_url, "test")
     await closed.close()
+    unsent = REGISTRY.get_sample_value("plotline_events_unsent_total", {"service": "test"})
     with caplog.at_level("WARNING", logger="plotline.bus"):
         event = await closed.notify(entity, "poked", {"n": 6}, seq=6)
     assert event.seq == 6 and "not sent" in caplog.text
+    assert REGISTRY.get_sample_value("plotline_events_unsent_total",
+                                     {"service": "test"}) == (unsent or 0) + 1
 
 
 async def test_request_reply_and_failures(bus):

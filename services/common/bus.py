@@ -26,12 +26,16 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter
 
 from .errors import Unavailable
 from .events import Event
 from .names import EVENT_SUBJECTS, STREAM_NAME, event_subject
 
 log = logging.getLogger("plotline.bus")
+UNSENT = Counter("plotline_events_unsent_total",
+                 "Events notify() could not hand to NATS (published without an ack)",
+                 ["service"])
 
 EventHandler = Callable[[str, Event], Awaitable[None]]
 RequestHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -85,15 +89,16 @@ class Bus:
 
         For the most frequent event, data's `appended`: handling its ack was a third of a
         single-row append's work. Its `seq` is the source's version, so a viewer that misses
-        one sees the gap and refetches. A broken connection is logged, never raised (the
-        write the event describes is already committed; nats-py keeps what is published
-        while it reconnects)."""
+        one sees the gap and refetches. A broken connection is logged and counted
+        (plotline_events_unsent_total), never raised: the write the event describes is
+        already committed (and nats-py keeps what is published while it reconnects)."""
         event = Event(type=verb, actor=actor, seq=seq, data=data or {})
         subject = event_subject(self.service, entity_id, verb)
         try:
             await self.nc.publish(subject, event.model_dump_json().encode(),
                                   headers={"Nats-Msg-Id": event.id})
         except Exception as exc:  # connection closed, outbound buffer full
+            UNSENT.labels(self.service).inc()
             log.warning("event %s not sent: %s: %s", subject, type(exc).__name__, exc)
         return event
 
