@@ -48,13 +48,13 @@ def backend_args(backend: str, request: pytest.FixtureRequest, namespace: str = 
     return ["--backend", backend]
 
 
-def start_install(tmp, *args: str) -> Server:
+def start_install(tmp, *args: str, env: dict[str, str] | None = None) -> Server:
     """One Plotline installation with a NATS of its own (two installations on one NATS
     would answer each other's questions, as they would in production), exposed as
     `server.nats_url` for tests that play another service."""
     nats = start_nats(tmp / "nats")
     try:
-        server = start_plotline(tmp, "--nats-url", nats.url, *args)
+        server = start_plotline(tmp, "--nats-url", nats.url, *args, env=env)
     except BaseException:
         nats.stop()
         raise

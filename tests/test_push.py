@@ -331,6 +331,63 @@ async def test_handshake_checks_credentials_and_origin(multi_server, cast):
     assert closed.value.rcvd.code == 4403
 
 
+@pytest.fixture(scope="module", params=["embedded", "standalone"])
+def limited(request, tmp_path_factory) -> Any:
+    """A multi-user installation whose push allows 2 sockets per user: its own /ws, or a
+    `plotline serve push` replica beside it. Yields (installation, websocket URL)."""
+    env = {"PLOTLINE_PUSH_MAX_CONNECTIONS_PER_USER": "2"}
+    tmp = tmp_path_factory.mktemp(f"limited-{request.param}")
+    server = start_install(tmp, "-m", env=env)
+    replica = None
+    try:
+        if request.param == "standalone":
+            replica = start_plotline(tmp / "push", "push", "-m", "--nats-url",
+                                     server.nats_url, env=env)
+        yield server, ws_url(replica or server)
+    finally:
+        if replica:
+            replica.stop()
+        stop_install(server)
+
+
+async def test_sockets_per_user_are_limited(limited):
+    server, url = limited
+    tokens = []
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        for _ in range(2):
+            name = new_username()
+            c.post("/api/v1/auth/register", json={"username": name, "password": "pw-123456789"})
+            tokens.append(c.post("/api/v1/auth/login", json={
+                "username": name, "password": "pw-123456789"}).json()["access_token"])
+
+    async def pong(ws: Any) -> bool:
+        await send(ws, op="ping")
+        return await frame(ws) == {"op": "pong"}
+
+    alice, bob = (f"{url}?token={t}" for t in tokens)
+    async with websockets.connect(alice) as a1, websockets.connect(alice) as a2:
+        assert await pong(a1) and await pong(a2)
+        async with websockets.connect(alice) as a3:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await frame(a3)
+        assert closed.value.rcvd.code == 4429 and "2" in closed.value.rcvd.reason
+        # the limit is per user, and anonymous viewers are not counted
+        async with websockets.connect(bob) as b1, websockets.connect(url) as n1, \
+                websockets.connect(url) as n2, websockets.connect(url) as n3:
+            assert all([await pong(w) for w in (b1, n1, n2, n3)])
+        await a1.close()
+        for _ in range(50):  # a closed socket gives its slot back
+            async with websockets.connect(alice) as again:
+                try:
+                    if await pong(again):
+                        break
+                except websockets.ConnectionClosed:
+                    await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the closed socket's slot never came back")
+        assert await pong(a2)
+
+
 async def test_losing_access_ends_the_subscription(multi_server, cast):
     people, c = cast["people"], cast["client"]
     h = people["owner"]["h"]

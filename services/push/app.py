@@ -15,7 +15,7 @@ from services.common.names import SERVICE_PREFIXES
 
 from .asgi import serve
 from .config import PushSettings
-from .handshake import Refused, admit
+from .handshake import Refused, Slots, admit
 from .hub import CONNECTIONS, Hub
 
 log = logging.getLogger("plotline.push")
@@ -26,7 +26,8 @@ async def websocket(ws: WebSocket) -> None:
     state = ws.app.state
     await ws.accept()  # refusals are close codes (handshake.py)
     try:
-        principal = await admit(ws, state.settings.allowed_origins, state.authenticator)
+        principal = await admit(ws, state.settings.allowed_origins, state.authenticator,
+                                state.slots)
     except Refused as refused:
         await ws.close(code=refused.code, reason=refused.reason)
         return
@@ -35,6 +36,7 @@ async def websocket(ws: WebSocket) -> None:
         await serve(ws, principal, state.bus, state.hub, state.settings)
     finally:
         CONNECTIONS.dec()
+        state.slots.give(principal)
 
 
 def create_app(settings: PushSettings | None = None) -> FastAPI:
@@ -46,6 +48,7 @@ def create_app(settings: PushSettings | None = None) -> FastAPI:
         try:
             await bus.ensure_stream()
             app.state.settings, app.state.bus, app.state.hub = settings, bus, Hub(bus)
+            app.state.slots = Slots(settings.max_connections_per_user)
             await app.state.hub.watch_revocations()
             app.state.authenticator = await connect_authenticator(settings, bus)
 

@@ -25,5 +25,9 @@ class PushSettings(ServiceSettings):
     allowed_origins: list[str] = []
     # Channels one connection may hold at once (each costs a little memory everywhere).
     max_channels: int = 1000
+    # Sockets one signed-in user may hold open on one replica (4429 past it), so one
+    # runaway script cannot take a replica's memory; anonymous viewers of published
+    # documents are not counted (a public page may have many).
+    max_connections_per_user: int = 100
     # Events replayed for `since` at most (older history: resync).
     max_replay: int = 10_000

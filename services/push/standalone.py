@@ -34,6 +34,7 @@ from picows import (
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import HTTPConnection
 
+from services.common.identity import Principal
 from services.common.names import SERVICE_PREFIXES
 
 from .connection import Connection
@@ -89,6 +90,7 @@ class PushClient(WSListener):
         self.conn: Connection | None = None
         self.early: list[str] = []
         self.transport: WSTransport | None = None
+        self.admitted: tuple[Principal | None] | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -100,9 +102,11 @@ class PushClient(WSListener):
         state = self.app.state
         try:
             principal = await admit(HTTPConnection(_scope(self.request)),
-                                    state.settings.allowed_origins, state.authenticator)
+                                    state.settings.allowed_origins, state.authenticator,
+                                    state.slots)
         except Refused as refused:
             return transport.send_close(WSCloseCode(refused.code), refused.reason.encode())
+        self.admitted = (principal,)  # holds a slot until on_ws_disconnected
         sink = TransportSink(transport, state.settings.max_buffered_bytes)
         self.conn = Connection(sink, principal, state.bus, state.hub, state.settings)
         for text in self.early:
@@ -136,6 +140,9 @@ class PushClient(WSListener):
         _open.discard(transport)
         CONNECTIONS.dec()
         self._start.cancel()
+        if self.admitted is not None:
+            self.app.state.slots.give(self.admitted[0])
+            self.admitted = None
         if self.conn is not None:
             task = asyncio.get_running_loop().create_task(self.conn.forget_all())
             _leaving.add(task)
