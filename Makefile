@@ -10,7 +10,7 @@ SYS_STAMP := .build/system.ok
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: help install run test lint format bench clean
+.PHONY: help install run test lint format bench helm-lint clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -49,5 +49,8 @@ format: $(PY_STAMP) ## Reformat the code (ruff)
 bench: install ## Run the benchmarks; each prints its figures
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-clean: ## Remove the venv, node_modules and build files
-	rm -rf $(VENV) node_modules .build *.egg-info client/*.egg-info
+helm-lint: $(PY_STAMP) ## Lint, render and validate the Helm chart offline (helm into build/)
+	$(BIN)/python scripts/helm_lint.py
+
+clean: ## Remove the venv, node_modules and build files (helm included)
+	rm -rf $(VENV) node_modules .build build *.egg-info client/*.egg-info

