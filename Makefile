@@ -10,7 +10,7 @@ SYS_STAMP := .build/system.ok
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: help install run test lint format bench helm-lint clean
+.PHONY: help install run stack test lint format bench helm-lint clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -35,6 +35,9 @@ install: $(PY_STAMP) $(SYS_STAMP) $(NODE_STAMP) ## Venv + Python packages, syste
 
 run: install ## Start Plotline embedded on http://127.0.0.1:5006 (ARGS="-m" for multi-user)
 	$(BIN)/plotline serve --ip 127.0.0.1 --port 5006 $(ARGS)
+
+stack: install ## Start the local distributed stack (NATS, Redis, Azurite, nginx) on http://127.0.0.1:5006
+	$(BIN)/python scripts/stack.py $(ARGS)
 
 test: install ## Run the whole test suite against real NATS, Redis and Azurite
 	$(BIN)/pytest $(PYTEST_ARGS)

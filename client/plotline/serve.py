@@ -91,11 +91,13 @@ def run(args: argparse.Namespace) -> int:
         nats_url = child.start()
     try:
         names = AVAILABLE if embedded else (args.service,)
-        apps = {n: _load(FACTORIES[n][1])(build_settings(n, args, nats_url, embedded))
-                for n in names}
+        settings = {n: build_settings(n, args, nats_url, embedded) for n in names}
+        apps = {n: _load(FACTORIES[n][1])(settings[n]) for n in names}
         app = Embedded(apps, prefix, after_shutdown=child.stop if child else None)
+        # (-m, or PLOTLINE_<SERVICE>_MULTI_USER for one service, as the stack and chart set)
+        multi = any(s.multi_user for s in settings.values())
         log.info("Plotline %s on http://%s:%d%s/ (%s mode)", "+".join(names), args.ip,
-                 args.port, prefix, "multi-user" if args.multi_user else "single-user")
+                 args.port, prefix, "multi-user" if multi else "single-user")
         # Documents are many small dicts: the default gen-0 threshold (700) makes the
         # collector run on nearly every patch; objects alive at start never need scanning.
         gc.freeze()

@@ -1,0 +1,358 @@
+"""`make stack`: the local distributed stack, the production shape on one machine.
+
+Starts, all on 127.0.0.1 and each on a free port: nats-server with JetStream (the venv's),
+redis-server, Azurite's blob service (from node_modules, always --disableTelemetry), one
+`plotline serve <service>` process per service (push twice), and nginx in front of them on
+one port as the ingress. Each service is configured only by its PLOTLINE_<SERVICE>_*
+environment, as the Helm chart configures it (deploy/helm/plotline/templates/_helpers.tpl,
+`plotline.env`): NATS URL, Redis for its key-value store under its own `?prefix=`, Azure
+blobs (Azurite) for docs and data, multi-user, JWT issuer/audience, public URL.
+
+Everything lives under one directory (default .stack/ in the repository): each server's
+state and log in a subdirectory of its name, nginx's generated config in nginx/, and
+stack.json (what runs, while it runs). Redis keeps nothing on disk, so every start begins
+empty: the state of the previous run is removed first.
+
+The servers are started by tests/servers.py's starters, each in a session of its own, so
+Ctrl-C or SIGTERM reaches this script only, which then stops them by PID in order: nginx,
+the services (they drain), Azurite, Redis, NATS. tests/test_e2e.py starts the same stack
+through `start_stack`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from servers import (  # noqa: E402
+    Server,
+    start_azurite,
+    start_nats,
+    start_plotline,
+    start_redis,
+)
+
+from services.common.names import SERVICE_PREFIXES  # noqa: E402
+
+PUSH_REPLICAS = 2
+BLOB_SERVICES = ("docs", "data")  # as the chart's plotline.blobServices
+WS_TIMEOUT = "3600s"  # websockets are long-lived; the Ingress annotations say the same
+STATE = ("nats", "redis", "azurite", "nginx", "auth", "docs", "data",
+         *(f"push-{i}" for i in range(1, PUSH_REPLICAS + 1)))
+NGINX_TEMPS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+MARKER = ".plotline-stack"  # only a directory holding it has its state removed at start
+
+
+@dataclass
+class Stack:
+    """A running stack; `servers` in start order (stopped in reverse)."""
+
+    directory: Path
+    url: str
+    multi_user: bool
+    servers: list[Server]
+
+    @property
+    def push(self) -> list[Server]:
+        return [s for s in self.servers if s.name.startswith("push-")]
+
+    def dead(self) -> Server | None:
+        return next((s for s in self.servers if s.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        _stop_all(self.servers)
+        (self.directory / "stack.json").unlink(missing_ok=True)
+
+
+def service_env(service: str, *, nats_url: str, redis_url: str, azure: str,
+                multi_user: bool, public_url: str) -> dict[str, str]:
+    """The PLOTLINE_<SERVICE>_* variables the Helm chart gives this service."""
+    p = f"PLOTLINE_{service.upper()}_"
+    env = {p + "NATS_URL": nats_url, p + "MULTI_USER": str(multi_user).lower(),
+           p + "ISSUER": "plotline", p + "AUDIENCE": "plotline"}
+    if service != "push":
+        env[p + "KV_URL"] = f"{redis_url}?prefix=plotline:{service}:"
+    if service in BLOB_SERVICES:
+        env[p + "BLOB_URL"] = f"azure://plotline-{service}"
+        env[p + "AZURE_CONNECTION_STRING"] = azure
+    if service in ("auth", "docs"):  # share links, embed scripts, verification mails
+        env[p + "PUBLIC_URL"] = public_url
+    if service == "auth":
+        env[p + "COOKIE_SECURE"] = "false"  # plain http on loopback
+    return env
+
+
+def body_limit() -> int:
+    """nginx's client_max_body_size: above every service's own limit (data's 256 MiB Arrow
+    bodies), so a body just over a limit gets that service's JSON 413, not nginx's page."""
+    from plotline.serve import FACTORIES, _load
+
+    biggest = max(_load(settings).model_fields["max_body_bytes"].default
+                  for settings, _ in FACTORIES.values())
+    return biggest + (1 << 20)
+
+
+def nginx_conf(root: Path, port: int, ports: dict[str, list[int]]) -> str:
+    """The ingress: each prefix of SERVICE_PREFIXES to its service (push: websockets, to
+    the replica with the fewest connections), everything else to docs (pages)."""
+    temps = "".join(f"    {t}_temp_path {root}/tmp/{t};\n" for t in NGINX_TEMPS)
+    upstreams = "".join(
+        f"    upstream plotline_{name} {{\n"
+        + ("        least_conn;\n        zone plotline_push 64k;\n" if name == "push"
+           else "        keepalive 16;\n")
+        + "".join(f"        server 127.0.0.1:{p};\n" for p in service_ports)
+        + "    }\n" for name, service_ports in ports.items())
+    forwarded = ("proxy_set_header Host $http_host;",  # keeps the port (links, Origin)
+                 "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                 "proxy_set_header X-Forwarded-Proto $scheme;")
+    # a location with a proxy_set_header of its own inherits none of the server's
+    websocket = " ".join(("proxy_pass http://plotline_push;", *forwarded,
+                          "proxy_set_header Upgrade $http_upgrade;",
+                          "proxy_set_header Connection $connection_upgrade;",
+                          "proxy_buffering off;", f"proxy_read_timeout {WS_TIMEOUT};",
+                          f"proxy_send_timeout {WS_TIMEOUT};"))
+    locations = ""
+    for name, prefix in SERVICE_PREFIXES.items():  # the prefix itself and what lies below
+        body = websocket if name == "push" else f"proxy_pass http://plotline_{name};"
+        if name == "data":  # stream large Arrow uploads through instead of spooling them
+            body += " proxy_request_buffering off;"
+        locations += (f"        location = {prefix} {{ {body} }}\n"
+                      f"        location ^~ {prefix}/ {{ {body} }}\n")
+    server_headers = "".join(f"        {h}\n" for h in forwarded)
+    return (
+        "# Generated by scripts/stack.py for this run; edits are lost at the next start.\n"
+        f"worker_processes auto;\npid {root}/nginx.pid;\nerror_log {root}/error.log warn;\n"
+        "events { worker_connections 4096; }\n"
+        "http {\n"
+        # no query strings: ?token= and ?share= carry credentials
+        "    log_format plotline '$remote_addr [$time_local] \"$request_method $uri "
+        "$server_protocol\" $status $body_bytes_sent $request_time \"$http_user_agent\"';\n"
+        f"    access_log {root}/access.log plotline;\n{temps}"
+        f"    client_max_body_size {body_limit()};\n"
+        "    map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
+        f"{upstreams}"
+        "    server {\n"
+        f"        listen 127.0.0.1:{port};\n"
+        "        proxy_http_version 1.1;\n"
+        f"{server_headers}"
+        '        proxy_set_header Connection "";  # keep-alive to the upstreams\n'
+        f"{locations}"
+        "        location / { proxy_pass http://plotline_docs; }\n"
+        "    }\n"
+        "}\n")
+
+
+def start_nginx(root: Path, port: int, ports: dict[str, list[int]],
+                detach: bool = False) -> Server:
+    """nginx (Debian package) with the generated config, waited for until `/readyz` answers
+    200 through it (docs' readiness: the route to docs works)."""
+    binary = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if not binary:
+        raise RuntimeError("nginx not found; `make install` installs it")
+    for temp in NGINX_TEMPS:
+        (root / "tmp" / temp).mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(nginx_conf(root, port, ports))
+    log = root / "nginx.log"
+    argv = [binary, "-c", str(conf), "-p", str(root), "-e", str(root / "error.log"),
+            "-g", "daemon off;"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=root,
+                                start_new_session=detach)
+    server = Server("nginx", proc, port, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nginx exited with {proc.returncode}:\n{log.read_text()}"
+                               f"{(root / 'error.log').read_text()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"nginx did not answer /readyz on port {port} in 30 s")
+
+
+def _parallel(starters: dict[str, Callable[[], Server]], started: list[Server]) -> None:
+    """Run the starters at once; each server joins `started` (and so is stopped on any
+    failure) as soon as it is up, under its stack name."""
+    def run(name: str, starter: Callable[[], Server]) -> None:
+        server = starter()
+        server.name = name
+        started.append(server)
+
+    order = list(starters)
+
+    pool = ThreadPoolExecutor(len(starters))
+    futures = [pool.submit(run, name, fn) for name, fn in starters.items()]
+    try:
+        for future in futures:
+            future.result()  # the first failure, if any
+    finally:  # even when interrupted: every server that comes up is in `started` first
+        pool.shutdown(wait=True)
+        started.sort(key=lambda s: order.index(s.name) if s.name in order else -1)
+
+
+def _stop_all(servers: list[Server]) -> None:
+    for server in reversed(servers):
+        server.stop()
+
+
+def _refuse_running(directory: Path) -> None:
+    """One stack per directory: its servers' state would be pulled from under it."""
+    try:
+        pid = json.loads((directory / "stack.json").read_text())["pid"]
+        alive = "stack.py" in Path(f"/proc/{pid}/cmdline").read_text()
+    except (OSError, ValueError, KeyError):
+        return
+    if alive and pid != os.getpid():
+        raise SystemExit(f"a stack is already running from {directory} (PID {pid}); "
+                         f"stop it first (Ctrl-C there, or kill {pid})")
+
+
+def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
+                detach: bool = False) -> Stack:
+    """Start the whole stack under `directory` (its previous state removed); on any failure
+    or interruption, stop what was started and re-raise."""
+    directory = directory.resolve()
+    _refuse_running(directory)
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / MARKER).exists():
+        raise SystemExit(f"{directory} is neither empty nor a stack's directory; "
+                         "choose another --dir")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text("scripts/stack.py: its state here is removed at each "
+                                    "start\n")
+    for name in STATE:
+        shutil.rmtree(directory / name, ignore_errors=True)
+    url = f"http://127.0.0.1:{port}"
+    with socket.socket() as probe:  # nginx would fail only later, and less clearly
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise SystemExit(f"cannot listen on 127.0.0.1:{port}: {exc.strerror} "
+                             "(choose another --port)") from None
+    started: list[Server] = []
+    try:
+        _parallel({"nats": lambda: start_nats(directory / "nats", detach=detach),
+                   "redis": lambda: start_redis(_mkdir(directory / "redis"), detach=detach),
+                   "azurite": lambda: start_azurite(_mkdir(directory / "azurite"),
+                                                    detach=detach)}, started)
+        infra = {s.name: s for s in started}
+        names = ["auth", "docs", "data", *(f"push-{i}" for i in range(1, PUSH_REPLICAS + 1))]
+
+        def service(name: str) -> Callable[[], Server]:
+            kind = name.partition("-")[0]
+            env = service_env(kind, nats_url=infra["nats"].url, redis_url=infra["redis"].url,
+                              azure=infra["azurite"].connection_string or "",
+                              multi_user=multi_user, public_url=url)
+            return lambda: start_plotline(directory / name, kind, env=env, detach=detach)
+
+        _parallel({name: service(name) for name in names}, started)
+        ports: dict[str, list[int]] = {}
+        for name in names:
+            ports.setdefault(name.partition("-")[0], []).append(
+                next(s.port for s in started if s.name == name))
+        started.append(start_nginx(directory / "nginx", port, ports, detach))
+    except BaseException:
+        _stop_all(started)
+        raise
+    stack = Stack(directory, url, multi_user, started)
+    (directory / "stack.json").write_text(json.dumps({
+        "pid": os.getpid(), "url": url, "multi_user": multi_user,
+        "servers": {s.name: {"pid": s.process.pid, "port": s.port, "url": s.url,
+                             "log": str(s.log)} for s in started}}, indent=2) + "\n")
+    return stack
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def describe(stack: Stack) -> str:
+    lines = [f"Plotline local distributed stack ({'multi' if stack.multi_user else 'single'}"
+             f"-user) in {stack.directory}"]
+    for s in stack.servers:
+        log = s.log.relative_to(stack.directory)
+        if s.name == "nginx":
+            log = f"{log}, nginx/error.log, nginx/access.log"
+        lines.append(f"  {s.name:8} pid {s.process.pid:<8} {s.url:44} {log}")
+    lines.append(f"\nPlotline is at {stack.url}/  (Ctrl-C or SIGTERM stops everything)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stack.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__, epilog="Routes through nginx: " + ", ".join(
+            f"{prefix} -> {name}" for name, prefix in SERVICE_PREFIXES.items())
+        + f" ({PUSH_REPLICAS} replicas), everything else -> docs (pages).")
+    parser.add_argument("--dir", type=Path, default=REPO / ".stack",
+                        help="where state, logs and nginx.conf go (default: %(default)s); "
+                             "the previous run's state there is removed at start (a "
+                             "directory that is not empty must be one this script made)")
+    parser.add_argument("--port", type=int, default=5006,
+                        help="nginx's port, the stack's one URL (default: %(default)s)")
+    parser.add_argument("--single-user", action="store_true",
+                        help="every request acts as defaultuser (default: multi-user)")
+    args = parser.parse_args(argv)
+
+    signalled: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if signalled:  # the first one is already stopping everything, each by its timeout
+            print("still stopping…", file=sys.stderr, flush=True)
+            return
+        signalled.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack, status = None, 0
+    try:
+        print(f"starting the stack in {args.dir.resolve()} …", flush=True)
+        t0 = time.monotonic()
+        stack = start_stack(args.dir, args.port, not args.single_user, detach=True)
+        print(describe(stack), f"(started in {time.monotonic() - t0:.1f} s)", sep="\n",
+              flush=True)
+        while (dead := stack.dead()) is None:
+            time.sleep(0.5)
+        print(f"{dead.name} exited with {dead.process.returncode}; see {dead.log}",
+              file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        if stack is None:
+            print("interrupted while starting; what had started is stopped", file=sys.stderr)
+    except RuntimeError as exc:  # a server that would not start (its log is in the message)
+        print(f"the stack did not start: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        signalled.append(0)  # from here on, Ctrl-C and SIGTERM only print
+        if stack:
+            print("stopping…", flush=True)
+            stack.stop()
+            print("stopped", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""End to end through the one URL of an installation, against both shapes of it: the embedded
+mode (`plotline serve -m`: every service in one process) and the local distributed stack
+(`make stack`: a process per service, push twice, NATS, Redis, Azurite, nginx in front),
+started by scripts/stack.py's own `start_stack`. Every scenario runs against both.
+
+In the stack each request crosses processes: docs and data verify auth's JWTs with keys
+they get over NATS, data asks docs who may read a source, push asks data, and the events of
+an append reach sockets on both push replicas through NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pytest
+import websockets
+from bokeh_docs import figure_doc
+from conftest import new_username, start_install, stop_install
+from plotline import Session
+from servers import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from stack import Stack, start_stack  # noqa: E402
+
+AUTH, DOCS, DATA = "/api/v1/auth", "/api/v1/docs", "/api/v1/data"
+ARROW = "application/vnd.apache.arrow.stream"
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Target:
+    """An installation under test: its one URL, and the /metrics of each push replica."""
+
+    kind: str
+    url: str
+    push_metrics: list[str]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The local distributed stack, exactly as `make stack` starts it (nginx on a free port)."""
+    running = start_stack(tmp_path_factory.mktemp("stack"), free_port())
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module", params=["embedded", "stack"])
+def target(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    if request.param == "stack":
+        running: Stack = request.getfixturevalue("stack")
+        yield Target("stack", running.url, [f"{p.url}/metrics" for p in running.push])
+        return
+    server = start_install(tmp_path_factory.mktemp("embedded"), "-m")
+    try:
+        yield Target("embedded", server.url, [f"{server.url}/metrics"])
+    finally:
+        stop_install(server)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def user(target: Target) -> dict[str, Any]:
+    """A fresh registered, logged-in user: `name`, `token`, `headers`."""
+    name = new_username()
+    with httpx.Client(base_url=target.url, timeout=10) as c:
+        assert c.post(f"{AUTH}/register",
+                      json={"username": name, "password": PASSWORD}).status_code == 201
+        token = c.post(f"{AUTH}/login",
+                       json={"username": name, "password": PASSWORD}).json()["access_token"]
+    return {"name": name, "token": token, "headers": bearer(token)}
+
+
+def client(target: Target, who: dict[str, Any] | None = None) -> httpx.Client:
+    return httpx.Client(base_url=target.url, timeout=10, headers=who["headers"] if who else None)
+
+
+def new_source(c: httpx.Client, columns: dict[str, list]) -> str:
+    r = c.post(f"{DATA}/sources", json={"name": new_username(), "columns": columns})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def new_doc(c: httpx.Client, source: str | None = None) -> str:
+    title = new_username()
+    r = c.post(f"{DOCS}/", json={"title": title, "doc": figure_doc(title=title,
+                                                                     source_tag=source)})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def arrow(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def eventually(check, within: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    """Grants follow docs events from one service to another: allow them a moment."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.05)
+
+
+def test_register_then_login_by_bearer_and_by_cookie(target: Target) -> None:
+    name = new_username()
+    with httpx.Client(base_url=target.url, timeout=10) as c:
+        r = c.post(f"{AUTH}/register", json={"username": name, "password": PASSWORD})
+        assert r.status_code == 201 and r.json()["username"] == name
+        assert c.post(f"{AUTH}/register",
+                      json={"username": name, "password": PASSWORD}).status_code == 409
+        assert c.post(f"{AUTH}/login",
+                      json={"username": name, "password": "wrong!"}).status_code == 401
+        r = c.post(f"{AUTH}/login", json={"username": name, "password": PASSWORD})
+        assert r.status_code == 200 and r.json()["token_type"] == "bearer"
+        token = r.json()["access_token"]
+        assert "plotline_session" in c.cookies  # set over plain http: not a Secure cookie
+        cookies = dict(c.cookies)
+        c.cookies.clear()
+        assert c.get(f"{AUTH}/me").status_code == 401
+        me = c.get(f"{AUTH}/me", headers=bearer(token)).json()
+        assert me["username"] == name and me["auth"] == "jwt" and me["multi_user"] is True
+        c.cookies.update(cookies)
+        me = c.get(f"{AUTH}/me").json()
+        assert me["username"] == name and me["auth"] == "cookie"
+        assert c.get(f"{DOCS}/").status_code == 200  # docs reads the same cookie
+
+
+def test_a_token_from_auth_is_accepted_by_docs_and_data(target: Target) -> None:
+    owner = user(target)
+    head, _, signature = owner["token"].rpartition(".")
+    forged = f"{head}.{signature[:10]}{'B' if signature[10] == 'A' else 'A'}{signature[11:]}"
+    with client(target, owner) as c, client(target) as anonymous:
+        key = c.post(f"{AUTH}/apikeys", json={"name": "e2e"}).json()["key"]
+        source, doc_id = new_source(c, {"x": [1.0]}), new_doc(c)  # as the JWT's user
+        assert c.get(f"{DATA}/sources/{source}").json()["owner"] == owner["name"]
+        assert c.get(f"{DOCS}/{doc_id}").json()["owner"] == owner["name"]
+        for path in (f"{DOCS}/", f"{DATA}/sources"):
+            assert [x["id"] for x in c.get(path, headers=bearer(key)).json()] == [
+                doc_id if path.startswith(DOCS) else source]  # an API key: the same user
+            assert c.get(path, headers=bearer(forged)).status_code == 401, path
+            assert anonymous.post(path, json={}).status_code == 401, path
+
+
+def test_publish_a_document_and_view_it_under_the_same_origin(target: Target) -> None:
+    owner = user(target)
+    title = new_username()
+    doc = figure_doc(title=title)
+    with client(target, owner) as c:
+        r = c.post(f"{DOCS}/", json={"title": title, "doc": doc})
+        assert r.status_code == 201, r.text
+        doc_id = r.json()["id"]
+        r = c.get(f"{DOCS}/{doc_id}")
+        assert r.status_code == 200 and r.headers["etag"]
+        got = r.json()
+        assert (got["title"], got["owner"], got["version"]) == (title, owner["name"], 1)
+        assert [root["id"] for root in got["doc"]["roots"]] == [
+            root["id"] for root in doc["roots"]]
+        assert doc_id in [d["id"] for d in c.get(f"{DOCS}/").json()]
+
+        page = c.get(f"/plots/{doc_id}")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert f'content="{doc_id}"' in page.text
+        script = re.search(r'src="(/static/bokeh/[^"]+/bokeh\.min\.js)"', page.text).group(1)
+        js = c.get(script)  # BokehJS from the same origin (docs, through the ingress)
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+        home = c.get("/")
+        assert home.status_code == 200 and title in home.text
+    with client(target) as anonymous:
+        r = anonymous.get(f"/plots/{doc_id}")
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+
+
+def test_a_data_source_appends_and_reads_as_json_and_arrow(target: Target) -> None:
+    with client(target, user(target)) as c:
+        source = new_source(c, {"x": [0.0, 1.0], "y": [10, 11]})
+        url = f"{DATA}/sources/{source}"
+        r = c.post(f"{url}/append", json={"columns": {"x": [2.0], "y": [12]}})
+        assert r.status_code == 200 and r.json() == {"version": 2, "rows": 3}
+        table = pa.table({"x": pa.array([3.0]), "y": pa.array([13], pa.int64())})
+        r = c.post(f"{url}/append", content=arrow(table), headers={"content-type": ARROW})
+        assert r.status_code == 200 and r.json() == {"version": 3, "rows": 4}
+
+        want = {"x": [0.0, 1.0, 2.0, 3.0], "y": [10, 11, 12, 13]}
+        r = c.get(f"{url}/data")
+        assert r.status_code == 200 and r.json()["columns"] == want
+        r = c.get(f"{url}/data", headers={"accept": ARROW})
+        assert r.status_code == 200 and r.headers["content-type"] == ARROW
+        assert pa.ipc.open_stream(r.content).read_all().to_pydict() == want
+        summary = c.get(url).json()
+        assert (summary["rows"], summary["version"]) == (4, 3)
+        assert [col["dtype"] for col in summary["columns"]] == ["float64", "int64"]
+
+        big = arrow(pa.table({"x": pa.array(range(300_000), pa.float64())}))  # 2.4 MB
+        r = c.post(f"{DATA}/sources", params={"name": new_username()}, content=big,
+                   headers={"content-type": ARROW})  # over nginx's default body limit (1 MB)
+        assert r.status_code == 201 and r.json()["rows"] == 300_000
+
+
+def test_another_user_sees_neither_the_document_nor_the_source(target: Target) -> None:
+    with client(target, user(target)) as owner, client(target, user(target)) as other:
+        source = new_source(owner, {"x": [1.0]})
+        doc_id = new_doc(owner, source)
+        for path in (f"{DOCS}/{doc_id}", f"/plots/{doc_id}", f"{DATA}/sources/{source}",
+                     f"{DATA}/sources/{source}/data"):
+            assert owner.get(path).status_code == 200, path
+            r = other.get(path)
+            assert r.status_code == 404, (path, r.status_code)
+        r = other.post(f"{DATA}/sources/{source}/append", json={"columns": {"x": [2.0]}})
+        assert r.status_code == 404
+        assert other.get(f"{DOCS}/").json() == [] and other.get(f"{DATA}/sources").json() == []
+
+
+def test_a_share_link_opens_the_plot_and_its_data_anonymously(target: Target) -> None:
+    with client(target, user(target)) as owner, client(target) as anonymous:
+        source = new_source(owner, {"x": [1.0, 2.0]})
+        doc_id = new_doc(owner, source)
+        rows = f"{DATA}/sources/{source}/data"
+        assert anonymous.get(f"{DOCS}/{doc_id}").status_code == 401
+        r = owner.post(f"{DOCS}/{doc_id}/share")
+        assert r.status_code == 201
+        link, key = r.json()["url"], r.json()["key"]
+        assert link == f"{target.url}/plots/{doc_id}?share={key}"  # the public URL is right
+        page = anonymous.get(link)
+        assert page.status_code == 200 and f'content="{doc_id}"' in page.text
+        assert anonymous.get(f"{DOCS}/{doc_id}", params={"share": key}).status_code == 200
+        eventually(lambda: anonymous.get(rows, params={"doc": doc_id, "share": key})
+                   .status_code == 200)
+        assert anonymous.get(rows, params={"doc": doc_id, "share": key}).json()["columns"] == {
+            "x": [1.0, 2.0]}
+        assert anonymous.get(rows).status_code == 401
+
+
+def push_connections(metrics_url: str) -> float:
+    text = httpx.get(metrics_url, timeout=5).text
+    return float(re.search(r"^plotline_push_connections (\S+)$", text, re.M).group(1))
+
+
+async def test_sockets_on_every_push_replica_receive_an_append(target: Target) -> None:
+    owner = user(target)
+    with client(target, owner) as c:
+        source = new_source(c, {"x": [1.0]})
+    channel = f"data:{source}"
+    ws_url = target.url.replace("http://", "ws://", 1) + f"/ws?token={owner['token']}"
+    sockets: list[Any] = []
+    try:
+        while True:  # nginx gives each new socket to the replica with the fewest
+            ws = await websockets.connect(ws_url, open_timeout=10)
+            sockets.append(ws)
+            await ws.send(json.dumps({"op": "subscribe", "channel": channel}))
+            got = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert got == {"op": "subscribed", "channel": channel, "seq": 1}
+            counts = [push_connections(m) for m in target.push_metrics]
+            if len(sockets) >= 2 and min(counts) >= 1:
+                break
+            assert len(sockets) < 8, f"sockets never reached every push replica: {counts}"
+        assert sum(counts) >= len(sockets)
+        async with httpx.AsyncClient(base_url=target.url, headers=owner["headers"]) as h:
+            r = await h.post(f"{DATA}/sources/{source}/append",
+                             json={"columns": {"x": [5.0]}})
+            assert r.status_code == 200 and r.json()["version"] == 2
+        for ws in sockets:
+            event = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert event == {"op": "event", "channel": channel, "seq": 2, "type": "appended",
+                             "data": {"columns": {"x": [5.0]}, "rollover": None, "rows": 2}}
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+def test_the_python_client_and_a_bokeh_figure(target: Target, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session signs up and makes an API key; the client has no publish verb yet
+    (client/plotline/session.py), so the figure goes over REST with that key."""
+    monkeypatch.setenv("PLOTLINE_HOME", str(tmp_path / "home"))
+    name = new_username()
+    with Session(target.url) as s:
+        assert s.register(name, PASSWORD)["username"] == name
+        s.login(name, PASSWORD)
+        assert s.whoami()["username"] == name
+        key = s.create_key("e2e")["key"]
+    title = new_username()
+    doc = figure_doc(title=title)
+    with client(target, {"headers": bearer(key)}) as c:
+        r = c.post(f"{DOCS}/", json={"title": title, "doc": doc})
+        assert r.status_code == 201, r.text
+        got = c.get(f"{DOCS}/{r.json()['id']}").json()
+        assert got["owner"] == name and got["doc"]["roots"][0]["id"] == doc["roots"][0]["id"]
