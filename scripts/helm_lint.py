@@ -10,7 +10,9 @@
    Deployment runs `plotline serve <service>` on its port with probes where that service
    answers them, and every PLOTLINE_<SERVICE>_* variable is a field of that service's
    settings class;
-5. values the chart must refuse (schema and template checks).
+5. values the chart must refuse (schema and template checks);
+6. `make stack` (scripts/stack.py) configures each service as the chart does: every variable
+   it sets is one the chart sets, and it sets every connection variable the chart sets.
 """
 
 from __future__ import annotations
@@ -250,6 +252,31 @@ def check_deployments(objects: list[dict[str, Any]], values: dict[str, Any], lab
         "securityContext, every PLOTLINE_<SERVICE>_* a settings field")
 
 
+# The variables that connect a service to the rest; the stack must set each the chart sets.
+CONNECTIONS = ("NATS_URL", "KV_URL", "BLOB_URL", "AZURE_CONNECTION_STRING", "MULTI_USER",
+               "ISSUER", "AUDIENCE", "PUBLIC_URL")
+
+
+def check_stack(objects: list[dict[str, Any]], label: str) -> None:
+    """scripts/stack.py's service_env is a copy of the chart's plotline.env: hold it to it."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from stack import service_env
+
+    for d in by_kind(objects, "Deployment").values():
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        service, chart = c["args"][1], {var["name"] for var in c["env"]}
+        stack = set(service_env(service, nats_url="n", redis_url="r", azure="a",
+                                multi_user=True, public_url="p"))
+        if stack - chart:
+            raise Failed(f"make stack gives {service} {sorted(stack - chart)}, which the "
+                         "chart does not")
+        missing = {n for n in chart - stack if n.endswith(CONNECTIONS)}
+        if missing:
+            raise Failed(f"the chart gives {service} {sorted(missing)}, make stack does not")
+    say("ok", f"make stack, {label}: each service gets the chart's variables "
+        "(connections all, nothing the chart lacks)")
+
+
 def check_hpa(objects: list[dict[str, Any]], values: dict[str, Any], label: str) -> None:
     hpas = by_kind(objects, "HorizontalPodAutoscaler")
     deployments = by_kind(objects, "Deployment")
@@ -299,6 +326,8 @@ def main() -> int:
             check_routes(objects, values, label)
             check_deployments(objects, values, label)
             check_hpa(objects, values, label)
+            if files:  # the options render has Redis and Azure, as the stack does
+                check_stack(objects, label)
         refused(["--set", "urlPrefix=plots"], "urlPrefix", "urlPrefix without a leading /")
         refused(["--set", "services.docs.replicas=2"], "shared blobs",
                 "2 docs replicas without Azure (blobs in an emptyDir)")

@@ -182,10 +182,14 @@ def start_nginx(root: Path, port: int, ports: dict[str, list[int]],
             raise RuntimeError(f"nginx exited with {proc.returncode}:\n{log.read_text()}"
                                f"{(root / 'error.log').read_text()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return server
+            answer = httpx.get(f"{server.url}/readyz", timeout=1)
         except httpx.HTTPError:
-            pass
+            answer = None
+        if answer is not None and answer.status_code == 200:
+            if not answer.headers.get("server", "").startswith("nginx"):
+                server.stop()  # something else holds the port
+                raise RuntimeError(f"port {port} is answered by something other than nginx")
+            return server
         time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"nginx did not answer /readyz on port {port} in 30 s")
@@ -243,14 +247,16 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
     for name in STATE:
         shutil.rmtree(directory / name, ignore_errors=True)
     url = f"http://127.0.0.1:{port}"
-    with socket.socket() as probe:  # nginx would fail only later, and less clearly
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise SystemExit(f"cannot listen on 127.0.0.1:{port}: {exc.strerror} "
-                             "(choose another --port)") from None
+    # Hold nginx's port until nginx starts: nginx would fail only later, and less clearly,
+    # and meanwhile a service picking a free port must not be handed this one (it was: the
+    # service then answered on nginx's port, and every route but docs' was a 404).
+    try:
+        hold = _hold(port)  # (listening: no socket with SO_REUSEADDR may bind it either)
+    except OSError as exc:
+        raise SystemExit(f"cannot listen on 127.0.0.1:{port}: {exc.strerror} "
+                         "(choose another --port)") from None
     started: list[Server] = []
+    holds: dict[str, socket.socket] = {}
     try:
         _parallel({"nats": lambda: start_nats(directory / "nats", detach=detach),
                    "redis": lambda: start_redis(_mkdir(directory / "redis"), detach=detach),
@@ -259,28 +265,56 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
         infra = {s.name: s for s in started}
         names = ["auth", "docs", "data", *(f"push-{i}" for i in range(1, PUSH_REPLICAS + 1))]
 
+        # each service's port is held from now until it starts: ports picked one by one
+        # while others start could repeat, and two services would then share one
+        holds.update({name: _hold() for name in names})
+
         def service(name: str) -> Callable[[], Server]:
             kind = name.partition("-")[0]
             env = service_env(kind, nats_url=infra["nats"].url, redis_url=infra["redis"].url,
                               azure=infra["azurite"].connection_string or "",
                               multi_user=multi_user, public_url=url)
-            return lambda: start_plotline(directory / name, kind, env=env, detach=detach)
+
+            def start() -> Server:
+                port = holds[name].getsockname()[1]
+                holds[name].close()
+                return start_plotline(directory / name, kind, env=env, detach=detach,
+                                      port=port)
+
+            return start
 
         _parallel({name: service(name) for name in names}, started)
         ports: dict[str, list[int]] = {}
         for name in names:
             ports.setdefault(name.partition("-")[0], []).append(
                 next(s.port for s in started if s.name == name))
+        hold.close()
         started.append(start_nginx(directory / "nginx", port, ports, detach))
     except BaseException:
         _stop_all(started)
         raise
+    finally:
+        for held in (hold, *holds.values()):
+            held.close()
     stack = Stack(directory, url, multi_user, started)
     (directory / "stack.json").write_text(json.dumps({
         "pid": os.getpid(), "url": url, "multi_user": multi_user,
         "servers": {s.name: {"pid": s.process.pid, "port": s.port, "url": s.url,
                              "log": str(s.log)} for s in started}}, indent=2) + "\n")
     return stack
+
+
+def _hold(port: int = 0) -> socket.socket:
+    """A listening socket on `port` (0: a free one), which no other socket may take."""
+    hold = socket.socket()
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        hold.bind(("127.0.0.1", port))
+        hold.listen(1)
+    except OSError:
+        hold.close()
+        raise
+    return hold
 
 
 def _mkdir(path: Path) -> Path:

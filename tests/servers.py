@@ -145,12 +145,13 @@ def _http_ready(port: int, path: str = "/readyz") -> bool:
 
 
 def start_plotline(tmpdir: Path, *args: str, env: dict[str, str] | None = None,
-                   prefix: str = "", detach: bool = False) -> Server:
-    """`plotline serve ARGS` as a child process, waited for until /readyz answers 200."""
+                   prefix: str = "", detach: bool = False, port: int | None = None) -> Server:
+    """`plotline serve ARGS` as a child process, waited for until /readyz answers 200
+    (on `port`, else a free one)."""
     import os
 
     binary = _binary(Path(sys.executable).parent / "plotline", "plotline")
-    port = free_port()
+    port = port or free_port()
     argv = [binary, "serve", "--port", str(port), "-D", str(tmpdir / "data"), *args]
     if prefix:
         argv += ["--url-prefix", prefix]
