@@ -284,6 +284,7 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
             return start
 
         _parallel({name: service(name) for name in names}, started)
+        _check_identities([s for s in started if s.name in names])
         ports: dict[str, list[int]] = {}
         for name in names:
             ports.setdefault(name.partition("-")[0], []).append(
@@ -302,6 +303,18 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
         "servers": {s.name: {"pid": s.process.pid, "port": s.port, "url": s.url,
                              "log": str(s.log)} for s in started}}, indent=2) + "\n")
     return stack
+
+
+def _check_identities(services: list[Server]) -> None:
+    """Each port is answered by the service started on it, and by it alone (a port two
+    servers shared would answer for one or the other: ask on a few new connections)."""
+    for server in services:
+        kind = server.name.partition("-")[0]
+        for _ in range(4):
+            said = httpx.get(f"{server.url}/healthz", timeout=5).json().get("services")
+            if said != [kind]:
+                raise RuntimeError(f"port {server.port} of {server.name} is answered by "
+                                   f"{said}: two servers share it")
 
 
 def _hold(port: int = 0) -> socket.socket:

@@ -76,8 +76,8 @@ def user(target: Target) -> dict[str, Any]:
     """A fresh registered, logged-in user: `name`, `token`, `headers`."""
     name = new_username()
     with httpx.Client(base_url=target.url, timeout=10) as c:
-        assert c.post(f"{AUTH}/register",
-                      json={"username": name, "password": PASSWORD}).status_code == 201
+        r = c.post(f"{AUTH}/register", json={"username": name, "password": PASSWORD})
+        assert r.status_code == 201, (r.status_code, r.headers.get("server"), r.text[:200])
         token = c.post(f"{AUTH}/login",
                        json={"username": name, "password": PASSWORD}).json()["access_token"]
     return {"name": name, "token": token, "headers": bearer(token)}
@@ -120,7 +120,8 @@ def test_register_then_login_by_bearer_and_by_cookie(target: Target) -> None:
     name = new_username()
     with httpx.Client(base_url=target.url, timeout=10) as c:
         r = c.post(f"{AUTH}/register", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 201 and r.json()["username"] == name
+        assert r.status_code == 201, (r.status_code, r.headers.get("server"), r.text[:200])
+        assert r.json()["username"] == name
         assert c.post(f"{AUTH}/register",
                       json={"username": name, "password": PASSWORD}).status_code == 409
         assert c.post(f"{AUTH}/login",
