@@ -266,3 +266,253 @@ def test_cli_help(verb: str, home: Path) -> None:
     r = cli(home, *verb.split(), "--help")
     assert r.returncode == 0 and r.stdout.startswith(f"usage: plotline {verb}"), r
     assert "--url" in r.stdout or verb == "keys"
+
+
+# --- documents and data: publish, ls, rm, gc, upload -------------------------------------
+
+def logged_in(server: Server, *, save: bool = False) -> Session:
+    """A Session of a new user (saved for the CLI with `save`)."""
+    s = Session(server.url)
+    s.login(registered(server), PASSWORD, save=save)
+    return s
+
+
+def models_in(doc_json: object) -> set[tuple[str, str]]:
+    """(id, type) of every Bokeh model in a document's JSON, however it is nested."""
+    found: set[tuple[str, str]] = set()
+    stack = [doc_json]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("type") == "object" and "id" in item and "name" in item:
+                found.add((item["id"], item["name"]))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def a_figure(title: str = "waves", tag: str | None = None):  # type: ignore[no-untyped-def]
+    from bokeh.models import ColumnDataSource
+    from bokeh.plotting import figure
+
+    source = ColumnDataSource({"x": [1.0, 2.0, 3.0], "y": [3.0, 1.0, 2.0]})
+    if tag:
+        source.tags = [f"plotline:source={tag}"]
+    plot = figure(title=title, width=300, height=200)
+    plot.line("x", "y", source=source)
+    return plot
+
+
+def test_publish_a_figure_and_read_it_back(server: Server) -> None:
+    from bokeh.document import Document
+
+    with logged_in(server) as s:
+        plot = a_figure()
+        meta = s.publish(plot, "waves")
+        assert meta["url"] == f"{server.url}/plots/{meta['id']}"
+        assert (meta["title"], meta["published"], meta["version"]) == ("waves", False, 1)
+        sent = Document()
+        sent.add_root(plot)  # the same models, as Bokeh serializes them
+        stored = s.document(meta["id"])
+        assert models_in(stored["doc"]["roots"]) == models_in(
+            sent.to_json(deferred=False)["roots"])
+        assert {d["id"] for d in s.documents()} == {meta["id"]}
+
+        # a model already in a Document goes as json_item; a whole Document as itself
+        again = s.publish(plot, "again")
+        assert models_in(s.document(again["id"])["doc"]["roots"]) == models_in(
+            stored["doc"]["roots"])
+        other = Document()
+        other.add_root(a_figure("titled"))
+        other.title = "own title"
+        assert s.publish(other)["title"] == "own title"
+
+        replaced = s.update(meta["id"], a_figure("new"))
+        assert (replaced["version"], replaced["title"]) == (2, "waves")
+        assert "new" in str(s.document(meta["id"])["doc"])
+        with pytest.raises(PlotlineError) as err:
+            s.publish(a_figure(), "waves")
+        assert (err.value.status, err.value.code) == (409, "title_taken")
+
+
+def test_publish_public_is_readable_anonymously(server: Server) -> None:
+    import httpx
+
+    with logged_in(server) as s:
+        public = s.publish(a_figure(), "open", public=True)
+        private = s.publish(a_figure(), "closed")
+    assert public["published"] is True and private["published"] is False
+    with Session(server.url) as anonymous:
+        assert anonymous.document(public["id"])["title"] == "open"
+        with pytest.raises(PlotlineError) as err:
+            anonymous.document(private["id"])
+        assert err.value.status == 401
+    page = httpx.get(public["url"])
+    assert page.status_code == 200 and "open" in page.text
+
+
+def test_cli_publish_ls_rm(server: Server, home: Path, tmp_path: Path) -> None:
+    import json
+
+    from bokeh_docs import figure_doc
+
+    logged_in(server, save=True).close()
+    url = ["--url", server.url]
+    script = tmp_path / "app.py"
+    script.write_text("from bokeh.plotting import curdoc, figure, show\n"
+                      "p = figure(title='from a script')\np.line([1, 2, 3], [3, 1, 2])\n"
+                      "curdoc().add_root(p)\nshow(p)  # nothing happens under publish\n")
+    r = cli(home, "publish", str(script), *url, "--public")
+    assert r.returncode == 0 and "(public)" in r.stderr, r
+    script_url = r.stdout.strip()
+    assert r.stdout == f"{script_url}\n" and script_url.startswith(f"{server.url}/plots/")
+    script_id = script_url.rsplit("/", 1)[1]
+
+    doc_json = tmp_path / "plot.json"
+    doc_json.write_text(json.dumps(figure_doc(title="from json")))
+    r = cli(home, "publish", str(doc_json), *url, "--title", "json plot")
+    assert r.returncode == 0, r
+    json_id = r.stdout.strip().rsplit("/", 1)[1]
+
+    r = cli(home, "ls", *url)
+    assert r.returncode == 0, r
+    assert "DOCUMENTS (2)" in r.stdout and "SOURCES (0)" in r.stdout
+    assert script_id in r.stdout and json_id in r.stdout
+    assert " app" in r.stdout and "json plot" in r.stdout  # the script's title: its name
+    listed = json.loads(cli(home, "ls", "--json", *url).stdout)
+    assert {d["id"]: d["published"] for d in listed["documents"]} == {script_id: True,
+                                                                       json_id: False}
+
+    r = cli(home, "rm", json_id[:6], *url)  # a unique prefix will do
+    assert r.returncode == 0 and f"Removed document {json_id}" in r.stderr, r
+    r = cli(home, "ls", "--json", *url)
+    assert [d["id"] for d in json.loads(r.stdout)["documents"]] == [script_id]
+
+
+def write_data(path: Path, rows: int) -> dict[str, list]:
+    """A file of `rows` rows in the format its extension names; returns its columns."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    columns = {"i": list(range(rows)), "x": [i / 4 for i in range(rows)],
+               "name": [f"row {i}" for i in range(rows)]}
+    table = pa.table(columns)
+    if path.suffix == ".csv":
+        pa_csv.write_csv(table, path)
+    elif path.suffix == ".parquet":
+        pq.write_table(table, path, row_group_size=700)
+    else:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table, max_chunksize=900)
+    return columns
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet", ".arrow"])
+def test_upload_in_chunks(server: Server, tmp_path: Path, ext: str) -> None:
+    import httpx
+
+    path = tmp_path / f"data{ext}"
+    columns = write_data(path, 2500)
+    calls: list[tuple[int, int]] = []
+    with logged_in(server) as s:
+        source = s.upload(path, chunk_rows=1000, progress=lambda *a: calls.append(a))
+        assert (source["name"], source["rows"]) == (path.name, 2500)
+        assert source["version"] == 3  # created with 1000 rows, then two appends
+        assert [c["name"] for c in source["columns"]] == ["i", "x", "name"]
+        back = httpx.get(f"{server.url}/api/v1/data/sources/{source['id']}/data",
+                         headers={"Authorization": f"Bearer {s.token}"}).json()
+        assert back["columns"] == columns
+        assert [x["id"] for x in s.sources()] == [source["id"]]
+    done = [d for d, _ in calls]
+    total = path.stat().st_size if ext == ".csv" else 2500  # CSV: bytes, else rows
+    assert done == sorted(set(done)) and done[-1] == total and {t for _, t in calls} == {total}
+    assert len(calls) == (1 if ext == ".csv" else 3)  # pyarrow reads a small CSV at once
+
+
+def test_cli_upload_and_rm_source(server: Server, home: Path, tmp_path: Path) -> None:
+    logged_in(server, save=True).close()
+    path = tmp_path / "points.csv"
+    write_data(path, 50)
+    r = cli(home, "upload", str(path), "--name", "points", "--url", server.url)
+    assert r.returncode == 0, r
+    source_id = r.stdout.strip()
+    # stderr is not a terminal: no bar, one final line
+    assert r.stderr == (f"Uploaded {path}: 50 rows, 3 columns, as data source {source_id} "
+                        "(points).\n")
+    r = cli(home, "rm", "--source", source_id, "--url", server.url)
+    assert r.returncode == 0 and f"Removed source {source_id}" in r.stderr, r
+    assert "SOURCES (0)" in cli(home, "ls", "--url", server.url).stdout
+
+
+def test_gc_removes_exactly_my_unreferenced_sources(server: Server, tmp_path: Path,
+                                                    home: Path) -> None:
+    path = tmp_path / "d.csv"
+    write_data(path, 10)
+    with logged_in(server) as other:  # someone else's unbound source is not mine to drop
+        theirs = other.upload(path)["id"]
+    with logged_in(server, save=True) as s:
+        used, spare, spare2 = (s.upload(path, name)["id"] for name in ("used", "a", "b"))
+        s.publish(a_figure(tag=used), "binds one")
+        assert {x["id"] for x in s.gc(dry_run=True)} == {spare, spare2}
+        assert len(s.sources()) == 3  # a dry run removes nothing
+        r = cli(home, "gc", "--dry-run", "--url", server.url)
+        assert r.returncode == 0 and "Would remove 2" in r.stderr, r
+        assert set(r.stdout.split()) >= {spare, spare2} and used not in r.stdout
+
+        r = cli(home, "gc", "--url", server.url)
+        assert r.returncode == 0 and "Removed 2 unreferenced data sources." in r.stderr, r
+        assert [x["id"] for x in s.sources()] == [used]
+        assert s.gc() == []
+    with Session(server.url, token=other.token) as again:
+        assert [x["id"] for x in again.sources()] == [theirs]
+
+
+def test_client_errors_are_clean(server: Server, home: Path, tmp_path: Path) -> None:
+    with logged_in(server) as other:
+        theirs = other.publish(a_figure(), "not yours")["id"]
+    bad = tmp_path / "data.xlsx"
+    bad.write_text("x")
+    with logged_in(server, save=True) as s:
+        with pytest.raises(PlotlineError) as err:
+            s.upload(bad)
+        assert err.value.code == "invalid_file" and "cannot upload a .xlsx file" in str(
+            err.value)
+        with pytest.raises(PlotlineError, match="no such file"):
+            s.upload(tmp_path / "missing.csv")
+        with pytest.raises(PlotlineError) as err:
+            s.delete_document(theirs)
+        assert (err.value.status, str(err.value)) == (404, "no such document")
+        # a CSV whose second block breaks the first block's types: the source made from
+        # the first block is deleted again
+        broken = tmp_path / "broken.csv"
+        broken.write_text("n\n" + "".join(f"{100000 + i}\n" for i in range(200_000))
+                          + "not a number\n")
+        with pytest.raises(PlotlineError) as err:
+            s.upload(broken)
+        assert err.value.code == "invalid_file" and "cannot read it as csv" in str(err.value)
+        assert s.sources() == []  # nothing half-made
+
+    url = ["--url", server.url]
+    assert_one_line_error(cli(home, "upload", str(bad), *url),
+                          f"{bad}: cannot upload a .xlsx file: give CSV (.csv, .tsv), "
+                          "Parquet (.parquet) or Arrow IPC (.arrow, .feather, .arrows)")
+    assert_one_line_error(cli(home, "upload", str(tmp_path / "missing.csv"), *url),
+                          f"{tmp_path / 'missing.csv'}: no such file")
+    assert_one_line_error(cli(home, "publish", str(tmp_path / "missing.py"), *url),
+                          f"{tmp_path / 'missing.py'}: no such file")
+    failing = tmp_path / "broken.py"
+    failing.write_text("raise RuntimeError('boom')\n")
+    r = cli(home, "publish", str(failing), *url)
+    assert_one_line_error(r, r.stderr.removeprefix("plotline: ").rstrip("\n"))
+    assert "the script failed" in r.stderr and "boom" in r.stderr
+    assert_one_line_error(cli(home, "rm", theirs, *url), "no such document")
+    assert_one_line_error(cli(home, "rm", "--source", theirs, *url), "no such source")
+
+
+@pytest.mark.parametrize("verb", ["publish", "ls", "rm", "gc", "upload"])
+def test_cli_help_of_content_verbs(verb: str, home: Path) -> None:
+    r = cli(home, verb, "--help")
+    assert r.returncode == 0 and r.stdout.startswith(f"usage: plotline {verb}"), r
+    assert "--url" in r.stdout

@@ -4,6 +4,9 @@
     s = Session("http://127.0.0.1:5006")
     s.login("alice", "correct horse battery")   # the token is saved in ~/.plotline/servers.cfg
     Session("http://127.0.0.1:5006").whoami()    # ... so later sessions need no login
+    s.publish(figure, "my plot", public=True)["url"]  # a Bokeh Document, model or layout
+    s.upload("points.parquet")                   # CSV, Parquet or Arrow -> a data source
+    s.documents(); s.sources(); s.gc(dry_run=True)
 
 Requests authenticate with `Authorization: Bearer <API key or JWT>`. Without an explicit
 `api_key` or `token` a Session uses what is saved for its URL (an API key before a token:
@@ -12,15 +15,21 @@ keys do not expire). Every failure raises `PlotlineError`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from . import config
+from . import bokehdocs, config, datafiles
 
 API = "/api/v1"
 AUTH = f"{API}/auth"
+DOCS = f"{API}/docs"
+DATA = f"{API}/data"
 
 
 class PlotlineError(Exception):
@@ -43,6 +52,20 @@ def key_id(key: str) -> str:
     if key.startswith("pl_") and key.count("_") >= 2:
         return key.split("_", 2)[1]
     return key
+
+
+def _q(identifier: str) -> str:
+    """An id as one path segment."""
+    return quote(identifier, safe="")
+
+
+@contextlib.contextmanager
+def _file_errors() -> Iterator[None]:
+    """A file that cannot be published or uploaded is a PlotlineError like the others."""
+    try:
+        yield
+    except (datafiles.DataFileError, bokehdocs.DocumentFileError) as exc:
+        raise PlotlineError(None, "invalid_file", str(exc)) from None
 
 
 class Session:
@@ -138,7 +161,128 @@ class Session:
                     f"pl_{kid}_"):
                 config.save_credentials(self.root_url, api_key=None)
 
-    # Later verbs (publish documents, upload data, ls/rm/gc) go here, on top of _request.
+    # --- documents -----------------------------------------------------------------------
+
+    def publish(self, obj: Any, title: str | None = None, *, public: bool = False) -> dict:
+        """Store a Bokeh `Document`, model or layout (put into a fresh Document), or a
+        document's JSON, as a new document of mine; with `public`, readable by anyone.
+        The title is `title`, else the document's own (unless Bokeh's default), else
+        "Untitled <time>"; it must be unique among mine (409 `title_taken`). Returns the
+        server's `{id, title, owner, version, published, ...}` plus `url`, the viewer page."""
+        with _file_errors():
+            doc = bokehdocs.to_json(obj)
+        body = {"title": title or bokehdocs.title_of(doc) or bokehdocs.untitled(), "doc": doc}
+        meta = self._json("POST", f"{DOCS}/", json=body)
+        if public:
+            meta = self._json("POST", f"{DOCS}/{meta['id']}/publish")
+        return {**meta, "url": self.viewer_url(meta["id"])}
+
+    def update(self, doc_id: str, obj: Any, title: str | None = None) -> dict:
+        """Replace a document's content (and title, if given) with `obj` (as `publish`
+        takes); returns its description plus `url`."""
+        with _file_errors():
+            body = {"doc": bokehdocs.to_json(obj), **({"title": title} if title else {})}
+        meta = self._json("PUT", f"{DOCS}/{_q(doc_id)}", json=body)
+        return {**meta, "url": self.viewer_url(meta["id"])}
+
+    def set_public(self, doc_id: str, public: bool = True) -> dict:
+        """Publish (readable by anyone) or unpublish a document of mine."""
+        return self._json("POST" if public else "DELETE", f"{DOCS}/{_q(doc_id)}/publish")
+
+    def document(self, doc_id: str) -> dict:
+        """`{id, title, owner, version, published, created, updated, doc}`."""
+        return self._json("GET", f"{DOCS}/{_q(doc_id)}")
+
+    def documents(self) -> list[dict]:
+        """The documents I may read (mine and those shared with me), newest first; each
+        with `rights` (read, write or admin) and `url`."""
+        return [{**d, "url": self.viewer_url(d["id"])} for d in self._json("GET", f"{DOCS}/")]
+
+    def delete_document(self, doc_id: str, data: str = "keep") -> None:
+        """Delete a document of mine. `data`: keep its data sources, drop the `orphans`
+        (those no other document binds), or `force` (drop every source it binds)."""
+        self._request("DELETE", f"{DOCS}/{_q(doc_id)}", params={"data": data})
+
+    def viewer_url(self, doc_id: str) -> str:
+        """The page that shows a document (the server's `/plots/{id}`)."""
+        return f"{self.root_url}/plots/{_q(doc_id)}"
+
+    # --- data sources --------------------------------------------------------------------
+
+    def sources(self) -> list[dict]:
+        """My data sources: `[{id, name, owner, version, rows}]`."""
+        return self._json("GET", f"{DATA}/sources")
+
+    def source(self, source_id: str) -> dict:
+        """`{id, name, owner, version, rows, rollover, columns: [{name, dtype, hash}], ...}`."""
+        return self._json("GET", f"{DATA}/sources/{_q(source_id)}")
+
+    def delete_source(self, source_id: str) -> None:
+        """Delete a data source of mine and its data."""
+        self._request("DELETE", f"{DATA}/sources/{_q(source_id)}")
+
+    def upload(self, path: str | Path, name: str | None = None, *,
+               chunk_rows: int = 65_536, chunk_bytes: int = 16 << 20,
+               progress: Callable[[int, int], object] | None = None) -> dict:
+        """Upload a CSV (.csv, .tsv), Parquet (.parquet) or Arrow IPC file or stream
+        (.arrow, .feather, .arrows) as a new data source named `name` (default: the file's
+        name). The first chunk creates the source, the others are appended, each an Arrow
+        IPC body of at most `chunk_rows` rows and about `chunk_bytes` bytes (well under the
+        server's body limit). `progress(done, total)` is called after each request: rows
+        for Parquet and Arrow files, bytes of the file for CSV and Arrow streams (whose rows
+        are not known before reading them all); the last call has done == total. If an
+        append fails, the half-made source is deleted. Returns the source's description."""
+        with _file_errors():
+            data = datafiles.DataFile(path, chunk_rows, chunk_bytes)
+        name = name or data.path.name
+        source: dict | None = None
+        last = -1
+        try:
+            with _file_errors():  # the file is read (and may fail) chunk by chunk
+                for table, done in data.chunks():
+                    body = datafiles.to_ipc(table)
+                    headers = {"Content-Type": datafiles.ARROW_STREAM}
+                    if source is None:
+                        source = self._json("POST", f"{DATA}/sources", params={"name": name},
+                                            content=body, headers=headers)
+                    else:
+                        self._json("POST", f"{DATA}/sources/{source['id']}/append",
+                                   content=body, headers=headers)
+                    if progress and last < done < data.total:
+                        progress(done, data.total)
+                        last = done
+        except BaseException:
+            if source is not None:
+                with contextlib.suppress(PlotlineError):
+                    self.delete_source(source["id"])
+            raise
+        if progress:
+            progress(data.total, data.total)
+        return self.source(source["id"])  # type: ignore[index]
+
+    # --- garbage -------------------------------------------------------------------------
+
+    def gc(self, *, dry_run: bool = False) -> list[dict]:
+        """Delete my data sources that no document I can read binds (by a
+        `plotline:source=<id>` tag), as the original server's gc removed unreferenced
+        objects; with `dry_run`, only list them. Returns the sources removed (or that would
+        be). The server has no "which documents bind this source" call, so the bindings are
+        read from the documents' JSON here; a document I cannot read (another user's, not
+        shared with me) does not keep my source, and one made meanwhile is not seen."""
+        me = self.whoami()["username"]
+        bound: set[str] = set()
+        for doc in self.documents():
+            with contextlib.suppress(PlotlineError):  # deleted meanwhile
+                bound |= bokehdocs.bound_sources(self.document(doc["id"])["doc"])
+        garbage = [s for s in self.sources() if s["owner"] == me and s["id"] not in bound]
+        if not dry_run:
+            for source in garbage:
+                try:
+                    self.delete_source(source["id"])
+                except PlotlineError as exc:
+                    if exc.status != 404:  # already gone is what we wanted
+                        raise
+        return garbage
 
     # --- plumbing ------------------------------------------------------------------------
 
