@@ -24,6 +24,7 @@ import httpx
 import pyarrow as pa
 import pytest
 import websockets
+from bokeh.plotting import figure
 from bokeh_docs import figure_doc
 from conftest import new_username, start_install, stop_install
 from plotline import Session
@@ -285,19 +286,21 @@ async def test_sockets_on_every_push_replica_receive_an_append(target: Target) -
 
 def test_the_python_client_and_a_bokeh_figure(target: Target, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Session signs up and makes an API key; the client has no publish verb yet
-    (client/plotline/session.py), so the figure goes over REST with that key."""
+    """Session signs up, makes and saves an API key, and publishes a real Bokeh figure
+    (public); anyone then reads it and opens its viewer page."""
     monkeypatch.setenv("PLOTLINE_HOME", str(tmp_path / "home"))
-    name = new_username()
+    name, title = new_username(), new_username()
+    plot = figure(title=title, width=300, height=200)
+    plot.line([1, 2, 3], [4, 6, 5])
     with Session(target.url) as s:
         assert s.register(name, PASSWORD)["username"] == name
         s.login(name, PASSWORD)
+        s.create_key("e2e", save=True)
         assert s.whoami()["username"] == name
-        key = s.create_key("e2e")["key"]
-    title = new_username()
-    doc = figure_doc(title=title)
-    with client(target, {"headers": bearer(key)}) as c:
-        r = c.post(f"{DOCS}/", json={"title": title, "doc": doc})
-        assert r.status_code == 201, r.text
-        got = c.get(f"{DOCS}/{r.json()['id']}").json()
-        assert got["owner"] == name and got["doc"]["roots"][0]["id"] == doc["roots"][0]["id"]
+        made = s.publish(plot, title, public=True)
+        assert [d["id"] for d in s.documents()] == [made["id"]]
+    with client(target, {}) as c:  # anonymous
+        got = c.get(f"{DOCS}/{made['id']}").json()
+        assert got["owner"] == name and got["doc"]["roots"][0]["id"] == plot.id
+        page = c.get(made["url"].removeprefix(target.url))
+        assert page.status_code == 200 and made["id"] in page.text
