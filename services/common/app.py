@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_response, install_error_handlers
+from .errors import announced_too_large, body_too_large, error_response, install_error_handlers
 from .names import SERVICE_PREFIXES
 
 REQUESTS = Counter("plotline_http_requests_total", "HTTP requests answered",
@@ -24,9 +24,8 @@ ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
 def _too_big(limit: int) -> JSONResponse:
-    # the rest of the body is never read: the client must not reuse the connection
-    return error_response(413, "payload_too_large", f"request body exceeds {limit} bytes",
-                          {"Connection": "close"})
+    exc = body_too_large(limit)
+    return error_response(exc.status, exc.code, exc.detail, exc.headers)
 
 
 class BodyLimit:
@@ -39,9 +38,8 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                return await _too_big(self.limit)(scope, receive, send)
+        if announced_too_large(scope, self.limit):
+            return await _too_big(self.limit)(scope, receive, send)
         seen = 0
         responded = False
 
@@ -97,6 +95,7 @@ def build_app(*, service: str, title: str, lifespan: Callable[[FastAPI], Any],
     app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=f"{SERVICE_PREFIXES[service]}/openapi.json")
     app.state.service = service
+    app.state.max_body_bytes = max_body_bytes  # (front doors read bodies themselves)
     app.state.ready_checks = {}
     install_error_handlers(app)
     for router in routers:

@@ -58,6 +58,20 @@ class PayloadTooLarge(PlotlineError):
     status, code = 413, "payload_too_large"
 
 
+def body_too_large(limit: int) -> PayloadTooLarge:
+    """The 413 for a body over `limit` (BodyLimit's and the front doors'). The rest of the
+    body is never read, so the connection cannot carry another request: say so, or a
+    keep-alive client would send its next one into a closing socket."""
+    return PayloadTooLarge(f"request body exceeds {limit} bytes",
+                           headers={"Connection": "close"})
+
+
+def announced_too_large(scope: Any, limit: int) -> bool:
+    """The request's Content-Length says its body is over `limit`."""
+    return any(name == b"content-length" and value.isdigit() and int(value) > limit
+               for name, value in scope["headers"])
+
+
 class Unprocessable(PlotlineError):
     status, code = 422, "invalid_request"
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .app import LATENCY, REQUESTS
-from .errors import PayloadTooLarge, PlotlineError, error_response
+from .errors import PlotlineError, announced_too_large, body_too_large, error_response
 
 log = logging.getLogger("plotline.front")
 
@@ -78,18 +78,10 @@ class Front:
         self._latency.observe(time.perf_counter() - start)
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    # the rest of the body is never read, so the connection cannot carry another request:
-    # say so, or a keep-alive client would send its next one into a closing socket
-    return PayloadTooLarge(f"request body exceeds {limit} bytes",
-                           headers={"Connection": "close"})
-
-
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body; PayloadTooLarge past `limit` (announced or streamed)."""
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
+    if announced_too_large(scope, limit):
+        raise body_too_large(limit)
     parts, size = [], 0
     while True:
         message = await receive()
@@ -98,7 +90,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         part = message.get("body", b"")
         size += len(part)
         if size > limit:
-            raise _too_large(limit)
+            raise body_too_large(limit)
         parts.append(part)
         if not message.get("more_body", False):
             return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -56,7 +56,6 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
 
     app = build_app(service="data", title="Plotline data", lifespan=lifespan,
                     max_body_bytes=settings.max_body_bytes, routers=[router])
-    app.state.max_body_bytes = settings.max_body_bytes
     # appends are answered before FastAPI (see fastappend.py); Embedded and
     # `plotline serve data` send requests to app.state.front
     app.state.front = FastAppend(app, app)

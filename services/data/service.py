@@ -152,7 +152,8 @@ class DataService:
             raise http_error(exc) from exc
 
     async def _write(self, source_id: str, principal: Principal | None, verb: DataVerb,
-                     change: Change) -> Manifest:
+                     change: Change, *, await_ack: bool = True) -> Manifest:
+        """`await_ack=False`: publish the event without waiting for JetStream (Bus.notify)."""
         async with self._locks[hash(source_id) % len(self._locks)]:
             for attempt in range(self.settings.max_write_retries):
                 m, kv_version = await self.manifest(source_id, principal, write=True,
@@ -171,9 +172,7 @@ class DataService:
                     self.repo.forget(source_id)
                     continue
                 self.repo.remember(m, table, committed=new_kv)
-                # appends are the stream of small writes: their event goes without waiting
-                # for JetStream's ack (see Bus.notify); the rarer changes wait for it
-                publish = self.bus.notify if verb is DataVerb.APPENDED else self.bus.publish
+                publish = self.bus.publish if await_ack else self.bus.notify
                 await publish(source_id, verb, {**data, "rows": m["rows"]},
                               actor=principal.username if principal else None,
                               seq=m["version"])
@@ -210,7 +209,10 @@ class DataService:
                 written, dropped = written + more_written, dropped + more_dropped
             return self._appended(conformed, keep), new, written, dropped
 
-        return await self._write(source_id, principal, DataVerb.APPENDED, change)
+        # appends are the stream of small writes: their event goes without waiting for
+        # JetStream's ack (see Bus.notify); the rarer changes wait for it
+        return await self._write(source_id, principal, DataVerb.APPENDED, change,
+                                 await_ack=False)
 
     def _appended(self, batch: pa.Table, rollover: int | None) -> dict[str, Any]:
         """The rows themselves when small, else a marker that tells viewers to refetch."""
