@@ -29,8 +29,13 @@ KeyChecker = Callable[[str], Awaitable[dict[str, Any] | None]]
 @dataclass(frozen=True)
 class Principal:
     username: str
-    via: str  # "jwt" | "apikey" | "cookie" | "single-user"
+    via: str  # "jwt" | "apikey" | "cookie" | "single-user" | "push" | "docs-event"
     key_id: str | None = None
+    # What a revocation names (`plotline.auth.<credential>.revoked`): the API key's id, or
+    # a JWT's `sid` claim. Long-lived holders of a principal (push's sockets) drop it then.
+    credential: str | None = None
+    # When the credential stops being valid (a JWT's `exp`, epoch seconds); None: no end.
+    expires: float | None = None
 
 
 class ApiKeyCache:
@@ -67,6 +72,14 @@ class Authenticator:
         self.multi_user = multi_user
         self.verifier = verifier
         self.api_keys = api_keys
+        # called with the credential id of every `plotline.auth.<id>.revoked` event this
+        # process hears (push closes the sockets that hold it)
+        self.on_revoked: list[Callable[[str], Any]] = []
+
+    def revoked(self, credential: str) -> None:
+        self.api_keys.revoke(credential)
+        for listener in self.on_revoked:
+            listener(credential)
 
     async def from_token(self, token: str, via: str = "jwt") -> Principal:
         """A bearer credential: an API key (by its prefix) or a JWT."""
@@ -74,9 +87,12 @@ class Authenticator:
             answer = await self.api_keys.lookup(token)
             if answer is None:
                 raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
-            return Principal(answer["username"], "apikey", answer.get("key_id"))
+            return Principal(answer["username"], "apikey", answer.get("key_id"),
+                             credential=answer.get("key_id"))
         claims = await self.verifier.verify(token)
-        return Principal(claims.sub, via)
+        sid = claims.raw.get("sid")
+        return Principal(claims.sub, via, credential=sid if isinstance(sid, str) else None,
+                         expires=float(claims.exp))
 
     async def resolve(self, conn: HTTPConnection, method: str = "GET") -> Principal | None:
         """The caller, or None when anonymous (multi-user mode only)."""
@@ -134,10 +150,13 @@ async def connect_authenticator(settings: Any, bus: Any, *,
     fetch = jwks or (jwks_over_http if settings.jwks_url else jwks_over_nats)
     cache = ApiKeyCache(check_key or key_over_nats, settings.api_key_cache_seconds)
 
-    async def on_revoked(subject: str, _event: Any) -> None:
-        cache.revoke(subject.split(".")[2])
-
-    await bus.subscribe(service_subjects("auth", AuthVerb.REVOKED), on_revoked)
     verifier = TokenVerifier(JWKSCache(fetch), issuer=settings.issuer,
                              audience=settings.audience)
-    return Authenticator(multi_user=settings.multi_user, verifier=verifier, api_keys=cache)
+    authenticator = Authenticator(multi_user=settings.multi_user, verifier=verifier,
+                                  api_keys=cache)
+
+    async def on_revoked(subject: str, _event: Any) -> None:
+        authenticator.revoked(subject.split(".")[2])
+
+    await bus.subscribe(service_subjects("auth", AuthVerb.REVOKED), on_revoked)
+    return authenticator
