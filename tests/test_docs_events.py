@@ -24,7 +24,8 @@ async def test_every_write_publishes_once_in_version_order(multi_server, account
     await bus.subscribe("plotline.docs.*.*", collect)
     await bus.nc.flush()
     h = account["headers"]
-    bound = new_username()
+    bound = account["client"].post("/api/v1/data/sources", headers=h, json={
+        "name": "bound", "columns": {"x": [1.0]}}).json()["id"]
     doc_json = figure_doc(source_tag=bound)
     cds = source_id(doc_json)
     stream = {"kind": "ColumnsStreamed", "model": {"id": cds}, "attr": "data",
@@ -70,7 +71,8 @@ async def test_orphans_keep_sources_other_documents_use(multi_server, account):
 
     await bus.subscribe("plotline.docs.*.deleted", collect)
     await bus.nc.flush()
-    shared_source = new_username()
+    shared_source = account["client"].post("/api/v1/data/sources", json={
+        "name": "shared", "columns": {"x": [1.0]}}, headers=account["headers"]).json()["id"]
     async with httpx.AsyncClient(base_url=multi_server.url, headers=account["headers"]) as c:
         a = (await c.post(f"{DOCS}/", json={"title": new_username(),
                                             "doc": figure_doc(source_tag=shared_source)})).json()

@@ -28,7 +28,7 @@ class Grants:
         self.bus = bus
         self._answers: dict[tuple, tuple[float, bool]] = {}
 
-    async def may_read(self, source_id: str, user: str | None,
+    async def may_read(self, source_id: str, owner: str, user: str | None,
                        via: tuple[str | None, str | None]) -> bool:
         key = (source_id, user, *via)
         hit = self._answers.get(key)
@@ -37,7 +37,8 @@ class Grants:
         doc, share = via
         try:
             answer = await self.bus.request(DOCS_SOURCE_ACCESS, {
-                "source": source_id, "user": user, "doc": doc, "share": share})
+                "source": source_id, "owner": owner, "user": user, "doc": doc,
+                "share": share})
         except Unavailable:
             return False  # docs cannot vouch for the reader: refuse
         allowed = bool(answer.get("read"))
@@ -56,7 +57,7 @@ async def start_listeners(bus: Bus, grants: Grants, drop: Any) -> None:
 
     async def doc_deleted(subject: str, event: Any) -> None:
         for source_id in event.data.get("drop_sources", []):
-            if await drop(source_id):
+            if await drop(source_id, event.actor):
                 log.info("dropped source %s with document %s", source_id,
                          subject.split(".")[2])
 
@@ -82,6 +83,6 @@ async def start_responders(bus: Bus, data: Any) -> None:
         except PlotlineError:
             return {"ok": True, "read": False}
         return {"ok": True, "read": True, "write": user == m["owner"],
-                "version": m["version"]}
+                "owner": m["owner"], "version": m["version"]}
 
     await bus.serve(DATA_ACCESS, access, queue="data")

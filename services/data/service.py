@@ -80,7 +80,8 @@ class DataService:
         user = principal.username if principal else None
         if user == found[0]["owner"]:
             return found
-        readable = self.grants is not None and await self.grants.may_read(source_id, user, via)
+        readable = self.grants is not None and await self.grants.may_read(
+            source_id, found[0]["owner"], user, via)
         if readable and not write:
             return found
         if user is None:
@@ -89,10 +90,11 @@ class DataService:
             raise Forbidden("you may read this source but not change it")
         raise NotFound("no such source")
 
-    async def drop(self, source_id: str) -> bool:
-        """Delete a source a deleted document took with it (no caller: the docs event)."""
+    async def drop(self, source_id: str, deleter: str | None) -> bool:
+        """Delete a source a deleted document took with it (no caller: the docs event), only
+        when the one who deleted the document owns it."""
         found = await self.repo.get(source_id) if source_id.isalnum() else None
-        if found is None:
+        if found is None or found[0]["owner"] != deleter:
             return False
         await self.delete(source_id, Principal(found[0]["owner"], "docs-event"))
         return True

@@ -25,6 +25,7 @@ from services.common.errors import (
 )
 from services.common.events import DocsVerb
 from services.common.identity import Principal
+from services.common.names import DATA_ACCESS
 from services.common.stores.kv import VersionConflict
 
 from .access import Right, require, rights
@@ -80,9 +81,11 @@ class DocsService:
         doc = parse_doc(data, title)
         doc.title = title
         now = time.time()
+        sources = doc.bound_sources()
         meta = {"id": secrets.token_hex(8), "title": title, "owner": principal.username,
                 "version": 1, "published": False, "readers": [], "writers": [],
-                "shares": {}, "created": now, "updated": now, "sources": doc.bound_sources()}
+                "shares": {}, "created": now, "updated": now, "sources": sources,
+                "grants": await self._bind(principal.username, {}, sources, {})}
         await self.repo.reserve_title(meta["owner"], title, meta["id"])
         try:
             meta["blob"] = await self.repo.write_doc(meta["id"], 1, doc)
@@ -91,7 +94,7 @@ class DocsService:
             await self.repo.release_title(meta["owner"], title, meta["id"])
             raise
         await self.repo.update_members(f"docs-of:{meta['owner']}", add={meta["id"]})
-        await self._track_sources(meta["id"], set(), set(meta["sources"]))
+        await self._track_sources(meta["id"], set(), set(meta["grants"]))
         await self.bus.publish(meta["id"], DocsVerb.CREATED, {"title": title},
                                actor=meta["owner"], seq=1)
         return meta
@@ -143,6 +146,7 @@ class DocsService:
     async def _write(self, doc_id: str, principal: Principal | None, need: Right,
                      verb: DocsVerb, mutate: Mutation, *, content: bool,
                      if_match: int | None = None) -> Meta:
+        checked: dict[str, bool] = {}  # binding answers, kept across CAS retries
         async with self._locks[hash(doc_id) % len(self._locks)]:
             for _ in range(self.settings.max_write_retries):
                 meta, kv_version = await self.meta(doc_id)
@@ -159,6 +163,8 @@ class DocsService:
                 if doc is not None:
                     meta["title"] = doc.title or meta["title"]
                     meta["sources"] = doc.bound_sources()
+                    meta["grants"] = await self._bind(user_of(principal), old,
+                                                      meta["sources"], checked)
                 meta["version"] += 1
                 meta["updated"] = time.time()
                 renamed = meta["title"] != old["title"]
@@ -180,8 +186,33 @@ class DocsService:
                 return meta
         raise Conflict("too many concurrent writers; try again", code="busy")
 
+    async def _bind(self, writer: str | None, old: Meta, sources: list[str],
+                    checked: dict[str, bool]) -> dict[str, str]:
+        """The grants of a document that binds `sources`: {source: its owner} for those its
+        owner bound. A tag may name only a source its writer may read right now (else 422,
+        the same for a missing and a private one); bindings already there are not asked
+        again. Only the owner's own bindings let the document's readers read a source: a
+        document that binds someone else's source (a clone of a published plot, say) shows
+        it only to those who may read it anyway, and never deletes it."""
+        before = set(old.get("sources", ())) if "grants" in old else set()
+        grants = {s: o for s, o in old.get("grants", {}).items() if s in sources}
+        for source in sources:
+            if source in before:
+                continue
+            if source not in checked:
+                answer = await self.bus.request(DATA_ACCESS, {"source": source,
+                                                              "user": writer})
+                checked[source] = bool(answer.get("read")) and answer.get("owner") == writer
+                if not answer.get("read"):
+                    raise Unprocessable(f"no data source {source!r} that you may read",
+                                        code="unknown_source")
+            if checked[source]:
+                grants[source] = writer  # type: ignore[assignment]
+        return grants
+
     async def _after_commit(self, old: Meta, new: Meta) -> None:
-        await self._track_sources(new["id"], set(old["sources"]), set(new["sources"]))
+        await self._track_sources(new["id"], set(old.get("grants", ())),
+                                  set(new.get("grants", ())))
         before = set(old["readers"]) | set(old["writers"])
         after = set(new["readers"]) | set(new["writers"])
         for user in after - before:

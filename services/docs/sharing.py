@@ -81,12 +81,16 @@ class Sharing:
             await repo.update_members(f"docs-of:{meta['owner']}", remove={doc_id})
             for user in set(meta["readers"]) | set(meta["writers"]):
                 await repo.update_members(f"shared-with:{user}", remove={doc_id})
+            # only sources the deleter owns and bound here (data checks the owner again);
+            # "orphans": those no other document grants
             drop = []
-            for source in meta["sources"]:
+            for source, owner in meta.get("grants", {}).items():
                 users = await repo.list_members(f"source-docs:{source}")
-                if data == "force" or (data == "orphans" and set(users) <= {doc_id}):
+                if owner == user_of(principal) and (
+                        data == "force" or (data == "orphans" and set(users) <= {doc_id})):
                     drop.append(source)
-            await self.docs._track_sources(doc_id, set(meta["sources"]), set())
+            await self.docs._track_sources(doc_id, set(meta.get("grants", meta["sources"])),
+                                           set())
         await self.docs.bus.publish(
             doc_id, DocsVerb.DELETED,
             {"data": data, "drop_sources": drop, "sources": meta["sources"],
@@ -109,14 +113,25 @@ class Sharing:
     async def source_access(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer of `plotline.docs.source_access`: {source, user?, doc?, share?} -> {read}.
 
-        A source is readable by whoever may read a document that binds it; a share key counts
-        only for the document it belongs to (`doc`)."""
+        A source is readable by whoever may read a document its owner bound it in (`owner`,
+        the source's owner, is given by data); a share key counts only for the document it
+        belongs to (`doc`)."""
         source, user = request.get("source"), request.get("user")
-        doc, share = request.get("doc"), request.get("share")
-        if not isinstance(source, str):
+        doc, share, owner = request.get("doc"), request.get("share"), request.get("owner")
+        if not isinstance(source, str) or not isinstance(owner, str):
             return {"ok": False, "error": "invalid_request"}
         for doc_id in await self.docs.repo.list_members(f"source-docs:{source}"):
             found = await self.docs.repo.get_meta(doc_id)
-            if found and rights(found[0], user, share if doc_id == doc else None) >= Right.READ:
+            if found and grants(found[0], source, owner) and rights(
+                    found[0], user, share if doc_id == doc else None) >= Right.READ:
                 return {"ok": True, "read": True, "doc": doc_id}
         return {"ok": True, "read": False}
+
+
+def grants(meta: Meta, source: str, owner: str) -> bool:
+    """Whether a document lets its readers read `source` (owned by `owner`): only when the
+    owner bound it there. Documents written before grants were recorded count as the
+    owner's binding when they belong to the source's owner."""
+    if "grants" in meta:
+        return meta["grants"].get(source) == owner
+    return meta["owner"] == owner and source in meta["sources"]
