@@ -75,8 +75,8 @@ class DataService:
         its share key, for share links). `ours`: see DataRepository.get."""
         found = (await self.repo.get(source_id, ours=ours) if source_id.isalnum()
                  else None)
-        if found is None:
-            raise NotFound("no such source")
+        if found is None:  # looks like a private one: 404 signed in, 401 anonymous
+            raise NotFound("no such source") if principal else Unauthorized()
         user = principal.username if principal else None
         if user == found[0]["owner"]:
             return found

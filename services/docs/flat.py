@@ -28,9 +28,16 @@ from .values import (
 MAX_VALUE_DEPTH = 100
 
 
+# Longest model id: Bokeh's own are "p1234" or a UUID; ids are keys of every stored model
+# and appear in every reference, so an unbounded one would multiply a document's size.
+MAX_ID_LENGTH = 128
+
+
 def check_id(model_id: Any) -> str:
     if type(model_id) is not str or not model_id:
-        raise DocumentError(f"model ids must be non-empty strings, got {model_id!r}")
+        raise DocumentError(f"model ids must be non-empty strings, got {model_id!r:.80}")
+    if len(model_id) > MAX_ID_LENGTH:
+        raise DocumentError(f"model ids have at most {MAX_ID_LENGTH} characters")
     return model_id
 
 

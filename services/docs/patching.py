@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import columns
 from .flat import Flattener, check_id, ref_id
-from .values import DocumentError
+from .values import MAX_TITLE, DocumentError
 
 if TYPE_CHECKING:
     from .model import Doc
@@ -41,8 +41,10 @@ def apply_event(doc: Doc, event: Any) -> None:
                             + (f" (optional {sorted(optional)})" if optional else "")
                             + f", got {sorted(fields)}")
     if kind == "TitleChanged":
-        if type(event["title"]) is not str:
-            raise DocumentError("title must be a string")
+        # empty is Bokeh's "no title" (the stored title stays); longer than create allows
+        # is refused as create refuses it
+        if type(event["title"]) is not str or len(event["title"]) > MAX_TITLE:
+            raise DocumentError(f"title must be a string of at most {MAX_TITLE} characters")
         doc.title = event["title"]
     elif kind == "RootAdded":
         flatten = _flattener(doc)

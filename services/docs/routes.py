@@ -15,6 +15,7 @@ from .access import Right
 from .model import Doc
 from .service import DocsService, summary
 from .sharing import Sharing
+from .values import MAX_TITLE
 
 router = APIRouter(prefix=SERVICE_PREFIXES["docs"], tags=["docs"])
 JSON = "application/json"
@@ -31,7 +32,7 @@ async def get_sharing(request: Request) -> Sharing:
 Docs = Annotated[DocsService, Depends(get_docs)]
 Shares = Annotated[Sharing, Depends(get_sharing)]
 ShareKey = Annotated[str | None, Query(alias="share", max_length=100)]
-Title = Annotated[str, Field(min_length=1, max_length=200)]
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 
 

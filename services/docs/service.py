@@ -21,6 +21,7 @@ from services.common.errors import (
     NotFound,
     PlotlineError,
     PreconditionFailed,
+    Unauthorized,
     Unprocessable,
 )
 from services.common.events import DocsVerb
@@ -49,6 +50,12 @@ def parse_doc(data: Any, title: str | None = None) -> Doc:
         raise as_http_error(exc) from exc
 
 
+def missing(principal: Principal | None) -> PlotlineError:
+    """A missing document looks exactly like one the caller may not read (access.require):
+    404 to a signed-in caller, 401 to an anonymous one, so ids leak nothing."""
+    return NotFound("no such document") if principal else Unauthorized()
+
+
 def as_http_error(exc: DocumentError) -> PlotlineError:
     """The model's errors carry their status: 404 missing model, 409 exists / in use, 422."""
     kind = {404: NotFound, 409: Conflict}.get(exc.status, Unprocessable)
@@ -70,10 +77,10 @@ class DocsService:
         # writers of one document in this process queue up instead of racing the CAS
         self._locks = [asyncio.Lock() for _ in range(256)]
 
-    async def meta(self, doc_id: str) -> tuple[Meta, int]:
+    async def meta(self, doc_id: str, principal: Principal | None) -> tuple[Meta, int]:
         found = await self.repo.get_meta(doc_id) if doc_id.isalnum() else None
         if found is None:
-            raise NotFound("no such document")
+            raise missing(principal)
         return found
 
     # create and list
@@ -118,7 +125,7 @@ class DocsService:
         """The document's JSON answer, rendered once per version and cached."""
         meta = await self.repo.peek_meta(doc_id) if doc_id.isalnum() else None
         if meta is None:
-            raise NotFound("no such document")
+            raise missing(principal)
         require(meta, user_of(principal), Right.READ, share)
         key = (doc_id, meta["version"])
         body = self._rendered.get(key)
@@ -138,7 +145,7 @@ class DocsService:
 
     async def load(self, doc_id: str, principal: Principal | None, share: str | None = None,
                    need: Right = Right.READ) -> tuple[Meta, Doc]:
-        meta, _ = await self.meta(doc_id)
+        meta, _ = await self.meta(doc_id, principal)
         require(meta, user_of(principal), need, share)
         return meta, await self.repo.load_doc(meta)
 
@@ -149,7 +156,7 @@ class DocsService:
         checked: dict[str, bool] = {}  # binding answers, kept across CAS retries
         async with self._locks[hash(doc_id) % len(self._locks)]:
             for _ in range(self.settings.max_write_retries):
-                meta, kv_version = await self.meta(doc_id)
+                meta, kv_version = await self.meta(doc_id, principal)
                 require(meta, user_of(principal), need)
                 if if_match is not None and if_match != meta["version"]:
                     raise PreconditionFailed(

@@ -74,7 +74,7 @@ class Sharing:
             raise Unprocessable(f"data must be one of {', '.join(DATA_MODES)}")
         repo = self.docs.repo
         async with self.docs._locks[hash(doc_id) % len(self.docs._locks)]:
-            meta, kv_version = await self.docs.meta(doc_id)
+            meta, kv_version = await self.docs.meta(doc_id, principal)
             require(meta, user_of(principal), Right.ADMIN)
             await repo.delete_meta(meta, kv_version)
             await repo.release_title(meta["owner"], meta["title"], doc_id)

@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+# Longest document title, for every way of setting one (create, PUT, TitleChanged).
+MAX_TITLE = 200
+
 # --- errors ---------------------------------------------------------------------------------
 
 
