@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from services.common.errors import Conflict
-from services.common.stores.kv import KVStore, VersionConflict, Versioned
+from services.common.stores.kv import KVStore, VersionConflict
 
 
 def _user(name: str) -> str:
@@ -76,24 +76,26 @@ class AuthRepository:
             except VersionConflict:
                 continue
 
-    # login throttling, shared by every replica through the store
-    async def failures(self, name: str) -> Versioned | None:
-        return await self.kv.get(f"throttle:{name}")
+    # login throttling, shared by every replica through the store. Keys are counters named
+    # by the caller (per username+address, per address); each failure restarts the window.
+    async def failures(self, key: str) -> int:
+        found = await self.kv.get(f"throttle:{key}")
+        return int(found.value) if found else 0
 
-    async def record_failure(self, name: str, window_s: float) -> int:
+    async def record_failure(self, key: str, window_s: float) -> int:
         while True:
-            found = await self.kv.get(f"throttle:{name}")
+            found = await self.kv.get(f"throttle:{key}")
             count = int(found.value) + 1 if found else 1
             try:
-                # each failure restarts the window: a lockout lasts window_s after the last try
-                await self.kv.put(f"throttle:{name}", str(count).encode(),
+                # a lockout lasts window_s after the last failed try
+                await self.kv.put(f"throttle:{key}", str(count).encode(),
                                   expect=found.version if found else 0, ttl=window_s)
                 return count
             except VersionConflict:
                 continue
 
-    async def clear_failures(self, name: str) -> None:
-        await self.kv.delete(f"throttle:{name}")
+    async def clear_failures(self, key: str) -> None:
+        await self.kv.delete(f"throttle:{key}")
 
     # email verification tokens
     async def put_verification(self, token_digest: str, name: str, ttl_s: float) -> None:

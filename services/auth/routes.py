@@ -68,9 +68,12 @@ async def verify(token: str, svc: Service) -> dict:
 
 
 @router.post("/login")
-async def login(body: LoginIn, response: Response, svc: Service) -> TokenOut:
+async def login(body: LoginIn, request: Request, response: Response,
+                svc: Service) -> TokenOut:
     """Exchange username and password for a JWT; also sets the HttpOnly login cookie."""
-    token = await svc.login(body.username, body.password)
+    # the socket's peer (ASGI scope client); X-Forwarded-For is not trusted
+    client = request.client.host if request.client else "unknown"
+    token = await svc.login(body.username, body.password, client)
     s = svc.settings
     common = {"max_age": s.token_ttl_seconds, "secure": s.cookie_secure, "samesite": "lax",
               "path": s.cookie_path}

@@ -10,12 +10,20 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.common.names import API_KEY_PREFIX
+from services.common.names import API_KEY_PREFIX, DEFAULT_USER
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{2,31}$")
 KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
 USERNAME_RULE = "3-32 characters: lowercase letters, digits, '_' and '-', starting alphanumeric"
 MIN_PASSWORD, MAX_PASSWORD = 8, 1024
+# Names a person could use to pass as the server, its operators or the single-user account.
+RESERVED_USERNAMES = frozenset({
+    DEFAULT_USER, "admin", "administrator", "root", "system", "sysadmin", "superuser",
+    "plotline", "anonymous", "anon", "guest", "nobody", "api", "public", "www", "web",
+    "support", "security", "help", "info", "staff", "owner", "operator", "moderator",
+    "postmaster", "webmaster", "hostmaster", "abuse", "noreply", "no-reply", "service",
+    "services", "auth", "docs", "data", "push", "null", "undefined", "everyone",
+})
 
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 # Checked when the user does not exist, so a wrong username costs the same time as a

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from typing import Any
 
 from services.common.bus import Bus
-from services.common.errors import Forbidden, NotFound, TooManyRequests, Unauthorized
+from services.common.errors import Forbidden, NotFound, TooManyRequests, Unauthorized, Unprocessable
 from services.common.events import AuthVerb
 from services.common.names import SERVICE_PREFIXES
 
@@ -31,6 +32,14 @@ class AuthService:
         self.ring = ring
         self.bus = bus
         self.mailer = mailer
+        # argon2 takes tens of ms of CPU: on the event loop it would stall every request
+        # (health probes included). It runs in threads (argon2-cffi releases the GIL), at
+        # most password_hash_workers at once.
+        self._hashing = asyncio.Semaphore(settings.password_hash_workers)
+
+    async def _off_loop(self, fn: Any, *args: Any) -> Any:
+        async with self._hashing:
+            return await asyncio.to_thread(fn, *args)
 
     # accounts
     async def register(self, username: str, password: str, email: str | None) -> dict[str, Any]:
@@ -40,7 +49,11 @@ class AuthService:
         if self.mailer and not email:
             raise Forbidden("an email address is required on this server",
                             code="email_required")
-        record = {"username": username, "password": security.hash_password(password),
+        if username in security.RESERVED_USERNAMES:
+            # 422 like the other refused usernames (the name breaks a rule, not a race)
+            raise Unprocessable(f"username {username!r} is reserved", code="username_reserved")
+        record = {"username": username,
+                  "password": await self._off_loop(security.hash_password, password),
                   "email": email, "verified": self.mailer is None, "created": time.time()}
         await self.repo.create_user(record)
         await self.bus.publish(username, AuthVerb.REGISTERED, {"email": email}, actor=username)
@@ -79,19 +92,26 @@ class AuthService:
         return {**base, "multi_user": self.settings.multi_user}
 
     # login
-    async def login(self, username: str, password: str) -> str:
-        failures = await self.repo.failures(username)
-        if failures and int(failures.value) >= self.settings.login_max_failures:
+    async def login(self, username: str, password: str, client: str) -> str:
+        """`client` is the peer address: failures count against it, never against the
+        username alone, so nobody can lock another person out from elsewhere."""
+        s = self.settings
+        pair, addr = f"user:{username}@{client}", f"addr:{client}"
+        if (await self.repo.failures(pair) >= s.login_max_failures
+                or await self.repo.failures(addr) >= s.login_max_address_failures):
             raise TooManyRequests("too many failed logins; try again later",
-                                  headers={"Retry-After": str(self.settings.login_window_seconds)})
+                                  headers={"Retry-After": str(s.login_window_seconds)})
         found = await self.repo.get_user(username)
         # verify_password always runs argon2 (against a dummy hash for unknown users)
-        if not security.verify_password(found[0]["password"] if found else None, password):
-            await self.repo.record_failure(username, self.settings.login_window_seconds)
+        stored = found[0]["password"] if found else None
+        if not await self._off_loop(security.verify_password, stored, password):
+            await self.repo.record_failure(pair, s.login_window_seconds)
+            await self.repo.record_failure(addr, s.login_window_seconds)
             raise Unauthorized(BAD_LOGIN, code="invalid_credentials")
         if not found[0].get("verified", True):
             raise Forbidden("confirm your email address first", code="email_unverified")
-        await self.repo.clear_failures(username)
+        # only this pair's count: a success must not wipe an address's spraying record
+        await self.repo.clear_failures(pair)
         return self.issue_token(username)
 
     def issue_token(self, username: str) -> str:

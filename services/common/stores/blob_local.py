@@ -15,6 +15,23 @@ from pathlib import Path
 from services.common.stores.blob import BlobNotFound
 
 _TMP = ".tmp"
+# Blobs are users' data: directories owner-only whatever the umask (files from mkstemp are
+# already 0600).
+DIR_MODE = 0o700
+
+
+def _mkdirs(path: Path, root: Path) -> None:
+    """mkdir -p with DIR_MODE for the root and every directory made below it (mkdir's mode
+    is cut by the umask, hence the chmod)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path == root or path.parent == path:
+            break
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(d, DIR_MODE)
 
 
 # Blobs up to this size are written on the event loop: the write lands in the page cache in
@@ -37,8 +54,8 @@ class LocalBlob:
 
     def _put(self, path: Path, data: bytes) -> None:
         tmp_dir = self._root / _TMP
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _mkdirs(tmp_dir, self._root)
+        _mkdirs(path.parent, self._root)
         fd, tmp = tempfile.mkstemp(dir=tmp_dir)
         try:
             with os.fdopen(fd, "wb") as f:

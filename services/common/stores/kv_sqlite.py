@@ -13,6 +13,7 @@ wall-clock time because it must survive a restart.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -36,7 +37,23 @@ CHECKPOINT_SECONDS = 0.5
 BACKSTOP_PAGES = 20_000  # ~80 MB of WAL
 
 
+# A store file holds secrets (auth's signing keys and password hashes): owner-only,
+# whatever the umask. SQLite gives the -wal and -shm files the database file's mode; they
+# are chmod-ed as well in case they were left by an older run.
+FILE_MODE = 0o600
+
+
+def _make_private(path: str) -> None:
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))  # create before SQLite does
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        if os.path.exists(name):
+            os.chmod(name, FILE_MODE)
+
+
 def _connect(path: str) -> sqlite3.Connection:
+    _make_private(path)
     db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
