@@ -118,9 +118,10 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def http_ready(port: int, path: str = "/readyz") -> bool:
-    """True once 127.0.0.1:port answers path with 200."""
+    """True once `plotline serve --port port` is ready: its internal port (--port + 1 by
+    default, where /readyz lives) answers path with 200."""
     try:
-        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200
+        return httpx.get(f"http://127.0.0.1:{port + 1}{path}", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -116,7 +116,8 @@ def bench_jwt() -> None:
 
 def http_ready(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+        # /readyz is on the internal port, --port + 1 by default
+        return httpx.get(f"http://127.0.0.1:{port + 1}/readyz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -7,9 +7,10 @@
    and every rendered object through `kubernetes-validate --strict` against Kubernetes 1.30;
 4. the rendered objects against the code: the Ingress routes each prefix of
    services/common/names.py to the Service of the Deployment running that service, each
-   Deployment runs `plotline serve <service>` on its port with probes where that service
-   answers them, and every PLOTLINE_<SERVICE>_* variable is a field of that service's
-   settings class;
+   Deployment runs `plotline serve <service>` on its port with probes on its internal port
+   (which no Ingress path reaches: /healthz, /readyz, /metrics through it land on a public
+   port, a 404), authenticates to NATS as its own user, and every PLOTLINE_<SERVICE>_*
+   variable is a field of that service's settings class;
 5. values the chart must refuse (schema and template checks);
 6. `make stack` (scripts/stack.py) configures each service as the chart does: every variable
    it sets is one the chart sets, and it sets every connection variable the chart sets.
@@ -34,7 +35,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "client")]
 
 from plotline.serve import FACTORIES, _load  # noqa: E402
 
-from services.common.names import SERVICE_PREFIXES  # noqa: E402
+from services.common.names import (  # noqa: E402
+    INTERNAL_PATHS,
+    INTERNAL_PORT_NAME,
+    PUBLIC_PORT_NAME,
+    SERVICE_PREFIXES,
+    nats_env,
+    nats_user,
+)
 
 CHART = ROOT / "deploy" / "helm" / "plotline"
 OPTIONS = CHART / "ci" / "options-values.yaml"
@@ -188,6 +196,8 @@ def check_routes(objects: list[dict[str, Any]], values: dict[str, Any], label: s
     probes += [(svc, prefix + p + "/x") for svc, p in SERVICE_PREFIXES.items() if svc != "push"]
     probes += [("docs", prefix + "/"), ("docs", prefix + "/plots/abc"),
                ("docs", f"{prefix}/static/bokeh/3/js/bokeh.min.js")]
+    # the internal paths land on docs' public port, which answers them with 404
+    probes += [("docs", prefix + path) for path in INTERNAL_PATHS]
     for host in hosts:
         for want, path in probes:
             name, port, ing = route(ingresses, host, path)
@@ -196,6 +206,9 @@ def check_routes(objects: list[dict[str, Any]], values: dict[str, Any], label: s
                 raise Failed(f"{path} -> Service {name}, which is not rendered")
             if port.get("name") not in [p["name"] for p in service["spec"]["ports"]]:
                 raise Failed(f"{path} -> {name} port {port}, which the Service lacks")
+            if port.get("name") != PUBLIC_PORT_NAME:
+                raise Failed(f"{path} -> {name} port {port}: the Ingress must reach the "
+                             f"public port ({PUBLIC_PORT_NAME!r}) only")
             selector = service["spec"]["selector"]
             runs = [d for d in deployments.values()
                     if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
@@ -226,14 +239,30 @@ def check_deployments(objects: list[dict[str, Any]], values: dict[str, Any], lab
         service = c["args"][1]
         port = c["ports"][0]["containerPort"]
         base = "" if service == "push" else prefix  # push's own server answers at the root
-        args = ["serve", service, "--ip", "0.0.0.0", "--port", str(port)]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        internal = ports.get(INTERNAL_PORT_NAME)
+        args = ["serve", service, "--ip", "0.0.0.0", "--port", str(port),
+                "--internal-ip", "0.0.0.0", "--internal-port", str(internal)]
         args += ["--url-prefix", base] if base else []
-        if c["args"] != args:
-            raise Failed(f"{service}: args {c['args']}, expected {args}")
-        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-            got = c[probe]["httpGet"]["path"]
-            if got != base + path:
-                raise Failed(f"{service}: {probe} on {got}, expected {base + path}")
+        if c["args"] != args or list(ports) != [PUBLIC_PORT_NAME, INTERNAL_PORT_NAME]:
+            raise Failed(f"{service}: args {c['args']}, ports {ports}; expected {args}")
+        for probe, path in (("startupProbe", "/healthz"), ("readinessProbe", "/readyz"),
+                            ("livenessProbe", "/healthz")):
+            got = c[probe]["httpGet"]
+            if (got["path"], got["port"]) != (path, INTERNAL_PORT_NAME):
+                raise Failed(f"{service}: {probe} on {got}, expected {path} on the "
+                             "internal port")
+        annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") and (
+                annotations.get("prometheus.io/port") != str(internal)
+                or annotations.get("prometheus.io/path") != "/metrics"):
+            raise Failed(f"{service}: Prometheus must scrape /metrics on the internal port")
+        env = {var["name"]: var for var in c["env"]}
+        user_var, password_var = nats_env(service)
+        if (env.get(user_var, {}).get("value") != nats_user(service)
+                or "secretKeyRef" not in env.get(password_var, {}).get("valueFrom", {})):
+            raise Failed(f"{service}: NATS user {nats_user(service)} with a password from a "
+                         "Secret expected")
         sc = c["securityContext"]
         if not (sc.get("readOnlyRootFilesystem") and sc["capabilities"]["drop"] == ["ALL"]
                 and d["spec"]["template"]["spec"]["securityContext"].get("runAsNonRoot")):
@@ -246,15 +275,16 @@ def check_deployments(objects: list[dict[str, Any]], values: dict[str, Any], lab
                 continue
             if not name.startswith(env_prefix) or name[len(env_prefix):].lower() not in fields:
                 raise Failed(f"{service}: env {name} is not a field of its settings class")
-    command = "plotline serve <service> --ip 0.0.0.0 --port P"
+    command = "plotline serve <service> --ip 0.0.0.0 --port P --internal-port I"
     command = f"`{command} --url-prefix {prefix}` (push: no prefix)" if prefix else f"`{command}`"
-    say("ok", f"Deployments, {label}: {command}, /readyz and /healthz probes, locked-down "
-        "securityContext, every PLOTLINE_<SERVICE>_* a settings field")
+    say("ok", f"Deployments, {label}: {command}, probes and Prometheus on the internal "
+        "port, NATS user per service, locked-down securityContext, every "
+        "PLOTLINE_<SERVICE>_* a settings field")
 
 
 # The variables that connect a service to the rest; the stack must set each the chart sets.
-CONNECTIONS = ("NATS_URL", "KV_URL", "BLOB_URL", "AZURE_CONNECTION_STRING", "MULTI_USER",
-               "ISSUER", "AUDIENCE", "PUBLIC_URL")
+CONNECTIONS = ("NATS_URL", "NATS_USER", "NATS_PASSWORD", "KV_URL", "BLOB_URL",
+               "AZURE_CONNECTION_STRING", "MULTI_USER", "ISSUER", "AUDIENCE", "PUBLIC_URL")
 
 
 def check_stack(objects: list[dict[str, Any]], label: str) -> None:
@@ -265,8 +295,8 @@ def check_stack(objects: list[dict[str, Any]], label: str) -> None:
     for d in by_kind(objects, "Deployment").values():
         c = d["spec"]["template"]["spec"]["containers"][0]
         service, chart = c["args"][1], {var["name"] for var in c["env"]}
-        stack = set(service_env(service, nats_url="n", redis_url="r", azure="a",
-                                multi_user=True, public_url="p"))
+        stack = set(service_env(service, nats_url="n", nats_password="x", redis_url="r",
+                                azure="a", multi_user=True, public_url="p"))
         if stack - chart:
             raise Failed(f"make stack gives {service} {sorted(stack - chart)}, which the "
                          "chart does not")
@@ -333,6 +363,8 @@ def main() -> int:
                 "2 docs replicas without Azure (blobs in an emptyDir)")
         refused(["--set", "redis.url="], "redis.url", "no Redis")
         refused(["--set", "services.push.port=80"], "port", "a privileged port (non-root)")
+        refused(["--set", "internalPort=8002"], "internalPort",
+                "an internal port equal to a service's public port")
     except Failed as exc:
         print(f"FAILED: {exc}")
         return 1

@@ -5,8 +5,14 @@ redis-server, Azurite's blob service (from node_modules, always --disableTelemet
 `plotline serve <service>` process per service (push twice), and nginx in front of them on
 one port as the ingress. Each service is configured only by its PLOTLINE_<SERVICE>_*
 environment, as the Helm chart configures it (deploy/helm/plotline/templates/_helpers.tpl,
-`plotline.env`): NATS URL, Redis for its key-value store under its own `?prefix=`, Azure
-blobs (Azurite) for docs and data, multi-user, JWT issuer/audience, public URL.
+`plotline.env`): NATS URL and credentials, Redis for its key-value store under its own
+`?prefix=`, Azure blobs (Azurite) for docs and data, multi-user, JWT issuer/audience, public
+URL. NATS accepts only the services: each has a user with a password generated at start,
+kept in nats/nats-server.conf (0600) and handed to the service in its environment.
+
+Each service process also listens on an internal port of its own (/healthz, /readyz,
+/metrics; listed in stack.json) that nginx never routes to: through nginx those paths are
+404s, as through the chart's Ingress.
 
 Everything lives under one directory (default .stack/ in the repository): each server's
 state and log in a subdirectory of its name, nginx's generated config in nginx/, and
@@ -40,6 +46,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from plotline.natsproc import new_passwords  # noqa: E402
 from servers import (  # noqa: E402
     Server,
     start_azurite,
@@ -48,7 +55,7 @@ from servers import (  # noqa: E402
     start_redis,
 )
 
-from services.common.names import SERVICE_PREFIXES  # noqa: E402
+from services.common.names import SERVICE_PREFIXES, SERVICES, nats_env, nats_user  # noqa: E402
 
 PUSH_REPLICAS = 2
 BLOB_SERVICES = ("docs", "data")  # as the chart's plotline.blobServices
@@ -80,12 +87,16 @@ class Stack:
         (self.directory / "stack.json").unlink(missing_ok=True)
 
 
-def service_env(service: str, *, nats_url: str, redis_url: str, azure: str,
-                multi_user: bool, public_url: str) -> dict[str, str]:
+def service_env(service: str, *, nats_url: str, nats_password: str, redis_url: str,
+                azure: str, multi_user: bool, public_url: str) -> dict[str, str]:
     """The PLOTLINE_<SERVICE>_* variables the Helm chart gives this service."""
     p = f"PLOTLINE_{service.upper()}_"
-    env = {p + "NATS_URL": nats_url, p + "MULTI_USER": str(multi_user).lower(),
+    user_var, password_var = nats_env(service)
+    env = {p + "NATS_URL": nats_url, user_var: nats_user(service), password_var: nats_password,
+           p + "MULTI_USER": str(multi_user).lower(),
            p + "ISSUER": "plotline", p + "AUDIENCE": "plotline"}
+    if service in ("auth", "push"):  # nginx (on loopback) names the client it forwards
+        env[p + "TRUSTED_PROXIES"] = '["127.0.0.1/32"]'
     if service != "push":
         env[p + "KV_URL"] = f"{redis_url}?prefix=plotline:{service}:"
     if service in BLOB_SERVICES:
@@ -160,8 +171,8 @@ def nginx_conf(root: Path, port: int, ports: dict[str, list[int]]) -> str:
 
 def start_nginx(root: Path, port: int, ports: dict[str, list[int]],
                 detach: bool = False) -> Server:
-    """nginx (Debian package) with the generated config, waited for until `/readyz` answers
-    200 through it (docs' readiness: the route to docs works)."""
+    """nginx (Debian package) with the generated config, waited for until docs' OpenAPI
+    document answers 200 through it (the route to docs works)."""
     binary = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
     if not binary:
         raise RuntimeError("nginx not found; `make install` installs it")
@@ -182,7 +193,8 @@ def start_nginx(root: Path, port: int, ports: dict[str, list[int]],
             raise RuntimeError(f"nginx exited with {proc.returncode}:\n{log.read_text()}"
                                f"{(root / 'error.log').read_text()}")
         try:
-            answer = httpx.get(f"{server.url}/readyz", timeout=1)
+            answer = httpx.get(f"{server.url}{SERVICE_PREFIXES['docs']}/openapi.json",
+                               timeout=1)
         except httpx.HTTPError:
             answer = None
         if answer is not None and answer.status_code == 200:
@@ -192,7 +204,7 @@ def start_nginx(root: Path, port: int, ports: dict[str, list[int]],
             return server
         time.sleep(0.05)
     server.stop()
-    raise RuntimeError(f"nginx did not answer /readyz on port {port} in 30 s")
+    raise RuntimeError(f"nginx did not reach docs on port {port} in 30 s")
 
 
 def _parallel(starters: dict[str, Callable[[], Server]], started: list[Server]) -> None:
@@ -257,8 +269,10 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
                          "(choose another --port)") from None
     started: list[Server] = []
     holds: dict[str, socket.socket] = {}
+    passwords = new_passwords(SERVICES)
     try:
-        _parallel({"nats": lambda: start_nats(directory / "nats", detach=detach),
+        _parallel({"nats": lambda: start_nats(_mkdir(directory / "nats"), detach=detach,
+                                              passwords=passwords),
                    "redis": lambda: start_redis(_mkdir(directory / "redis"), detach=detach),
                    "azurite": lambda: start_azurite(_mkdir(directory / "azurite"),
                                                     detach=detach)}, started)
@@ -267,19 +281,23 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
 
         # each service's port is held from now until it starts: ports picked one by one
         # while others start could repeat, and two services would then share one
-        holds.update({name: _hold() for name in names})
+        # (and its internal port)
+        holds.update({key: _hold() for name in names for key in (name, f"{name}:internal")})
 
         def service(name: str) -> Callable[[], Server]:
             kind = name.partition("-")[0]
-            env = service_env(kind, nats_url=infra["nats"].url, redis_url=infra["redis"].url,
+            env = service_env(kind, nats_url=infra["nats"].url, nats_password=passwords[kind],
+                              redis_url=infra["redis"].url,
                               azure=infra["azurite"].connection_string or "",
                               multi_user=multi_user, public_url=url)
 
             def start() -> Server:
-                port = holds[name].getsockname()[1]
+                port, internal = (holds[key].getsockname()[1]
+                                  for key in (name, f"{name}:internal"))
                 holds[name].close()
+                holds[f"{name}:internal"].close()
                 return start_plotline(directory / name, kind, env=env, detach=detach,
-                                      port=port)
+                                      port=port, internal_port=internal)
 
             return start
 
@@ -301,7 +319,8 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
     (directory / "stack.json").write_text(json.dumps({
         "pid": os.getpid(), "url": url, "multi_user": multi_user,
         "servers": {s.name: {"pid": s.process.pid, "port": s.port, "url": s.url,
-                             "log": str(s.log)} for s in started}}, indent=2) + "\n")
+                             "internal_url": s.internal_url, "log": str(s.log)}
+                    for s in started}}, indent=2) + "\n")
     return stack
 
 
@@ -311,7 +330,7 @@ def _check_identities(services: list[Server]) -> None:
     for server in services:
         kind = server.name.partition("-")[0]
         for _ in range(4):
-            said = httpx.get(f"{server.url}/healthz", timeout=5).json().get("services")
+            said = httpx.get(f"{server.internal_url}/healthz", timeout=5).json().get("services")
             if said != [kind]:
                 raise RuntimeError(f"port {server.port} of {server.name} is answered by "
                                    f"{said}: two servers share it")
@@ -342,7 +361,8 @@ def describe(stack: Stack) -> str:
         log = s.log.relative_to(stack.directory)
         if s.name == "nginx":
             log = f"{log}, nginx/error.log, nginx/access.log"
-        lines.append(f"  {s.name:8} pid {s.process.pid:<8} {s.url:44} {log}")
+        internal = f" (internal {s.internal_url})" if s.internal_url else ""
+        lines.append(f"  {s.name:8} pid {s.process.pid:<8} {s.url:44} {log}{internal}")
     lines.append(f"\nPlotline is at {stack.url}/  (Ctrl-C or SIGTERM stops everything)")
     return "\n".join(lines)
 

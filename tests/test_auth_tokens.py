@@ -41,8 +41,13 @@ async def signing_key(multi_server):
 
 def claims(sub: str, **over) -> dict:
     now = int(time.time())
-    return {"sub": sub, "iat": now, "exp": now + 600, "iss": "plotline", "aud": "plotline",
-            **over}
+    return {"sub": sub, "iat": now, "exp": now + 600, "iss": "plotline", "aud": "plotline", **over}
+
+
+def sid_of(account: dict) -> str:
+    """The session of the account's login: a forged token must name a live one to get as
+    far as the check under test."""
+    return jwt.decode(account["token"], options={"verify_signature": False})["sid"]
 
 
 def call_me(server, token: str) -> httpx.Response:
@@ -56,8 +61,12 @@ def assert_refused(r: httpx.Response, code: str = "invalid_token") -> None:
 
 def test_a_token_signed_with_the_real_key_is_accepted(multi_server, account, signing_key):
     kid, key = signing_key
-    token = jwt.encode(claims(account["username"]), key, algorithm="RS256",
-                       headers={"kid": kid})
+    token = jwt.encode(
+        claims(account["username"], sid=sid_of(account)),
+        key,
+        algorithm="RS256",
+        headers={"kid": kid},
+    )
     r = call_me(multi_server, token)
     assert r.status_code == 200 and r.json()["username"] == account["username"]
 
@@ -65,16 +74,17 @@ def test_a_token_signed_with_the_real_key_is_accepted(multi_server, account, sig
 def test_alg_none_is_refused(multi_server, account, signing_key):
     kid, _ = signing_key
     header = b64(json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode())
-    payload = b64(json.dumps(claims(account["username"])).encode())
+    payload = b64(json.dumps(claims(account["username"], sid=sid_of(account))).encode())
     assert_refused(call_me(multi_server, f"{header}.{payload}."))
 
 
 def test_hs256_signed_with_the_public_key_is_refused(multi_server, account, signing_key):
     kid, key = signing_key
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
-    payload = b64(json.dumps(claims(account["username"])).encode())
+    payload = b64(json.dumps(claims(account["username"], sid=sid_of(account))).encode())
     signature = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     assert_refused(call_me(multi_server, f"{header}.{payload}.{b64(signature)}"))
 
@@ -88,22 +98,30 @@ def test_tampered_payload_is_refused(multi_server, account):
 def test_expired_token_is_refused(multi_server, account, signing_key):
     kid, key = signing_key
     past = int(time.time()) - 3600
-    token = jwt.encode(claims(account["username"], iat=past - 60, exp=past), key,
-                       algorithm="RS256", headers={"kid": kid})
+    token = jwt.encode(
+        claims(account["username"], sid=sid_of(account), iat=past - 60, exp=past),
+        key,
+        algorithm="RS256",
+        headers={"kid": kid},
+    )
     assert_refused(call_me(multi_server, token), code="token_expired")
 
 
 @pytest.mark.parametrize("field", ["aud", "iss"])
 def test_wrong_audience_or_issuer_is_refused(multi_server, account, signing_key, field):
     kid, key = signing_key
-    token = jwt.encode(claims(account["username"], **{field: "someone-elses-service"}), key,
-                       algorithm="RS256", headers={"kid": kid})
+    token = jwt.encode(
+        claims(account["username"], sid=sid_of(account), **{field: "someone-elses-service"}),
+        key,
+        algorithm="RS256",
+        headers={"kid": kid},
+    )
     assert_refused(call_me(multi_server, token))
 
 
 def test_missing_exp_is_refused(multi_server, account, signing_key):
     kid, key = signing_key
-    body = claims(account["username"])
+    body = claims(account["username"], sid=sid_of(account))
     del body["exp"]
     token = jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
     assert_refused(call_me(multi_server, token))
@@ -111,16 +129,24 @@ def test_missing_exp_is_refused(multi_server, account, signing_key):
 
 def test_unknown_kid_is_refused(multi_server, account):
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode(claims(account["username"]), stranger, algorithm="RS256",
-                       headers={"kid": "0000000000000000"})
+    token = jwt.encode(
+        claims(account["username"], sid=sid_of(account)),
+        stranger,
+        algorithm="RS256",
+        headers={"kid": "0000000000000000"},
+    )
     assert_refused(call_me(multi_server, token))
 
 
 def test_known_kid_but_foreign_signature_is_refused(multi_server, account, signing_key):
     kid, _ = signing_key
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode(claims(account["username"]), stranger, algorithm="RS256",
-                       headers={"kid": kid})
+    token = jwt.encode(
+        claims(account["username"], sid=sid_of(account)),
+        stranger,
+        algorithm="RS256",
+        headers={"kid": kid},
+    )
     assert_refused(call_me(multi_server, token))
 
 
@@ -131,8 +157,9 @@ async def test_passwords_and_api_keys_are_stored_hashed(multi_server, account):
     try:
         user = json.loads((await kv.get(f"user:{account['username']}")).value)
         assert user["password"].startswith("$argon2id$")
-        everything = b"".join([(await kv.get(k)).value for k in await kv.keys()
-                               if await kv.get(k) is not None])
+        everything = b"".join(
+            [(await kv.get(k)).value for k in await kv.keys() if await kv.get(k) is not None]
+        )
     finally:
         await kv.close()
     assert account["password"].encode() not in everything

@@ -121,7 +121,7 @@ def test_serve_auth_alone_reads_its_environment(tmp_path, nats_url, redis_url):
            "PLOTLINE_AUTH_KV_URL": f"{redis_url}?prefix=alone:"}
     server = start_plotline(tmp_path, "auth", env=env)
     try:
-        assert httpx.get(f"{server.url}/healthz").json()["services"] == ["auth"]
+        assert httpx.get(f"{server.internal_url}/healthz").json()["services"] == ["auth"]
         r = httpx.post(f"{server.url}/api/v1/auth/register",
                        json={"username": new_username(), "password": "password123"})
         assert r.status_code == 201  # multi-user came from the environment

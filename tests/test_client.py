@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import new_username
 from plotline import PlotlineError, Session, config
@@ -94,8 +95,12 @@ def test_session_end_to_end(server: Server, home: Path) -> None:
                 assert time.monotonic() < deadline, "revoked key still accepted"
                 time.sleep(0.1)
 
+        token = s.token
         assert s.logout() is True
         assert s.token is None and s.logout() is False
+        # the login itself has ended on the server, not just been forgotten here
+        assert httpx.get(f"{server.url}/api/v1/auth/me",
+                         headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert server.url not in ini(servers_cfg)
 
     with Session(server.url) as s:  # forgotten: anonymous again

@@ -172,7 +172,7 @@ def test_append_front_door_answers_like_the_api(multi_server, account):
     assert r.status_code == 404 and error_of(r)
     assert c.get(f"{DATA}/sources/{src['id']}/data", headers=h).json()["columns"] == {
         "x": [1.0, 5.0]}
-    metrics = c.get("/metrics").text
+    metrics = httpx.get(f"{multi_server.internal_url}/metrics").text
     assert ('route="/api/v1/data/sources/{source_id}/append",service="data",status="403"'
             in metrics)
 

@@ -114,8 +114,12 @@ def test_viewer_with_login_and_share_link(multi_server, account, page):
     tab.wait_for_selector("#plotline-roots[data-rendered=true]", timeout=30_000)
     tab.go_back()
     screenshot(tab, "docs_home")
+    session = next(c["value"] for c in tab.context.cookies() if c["name"] == "plotline_session")
     tab.click("[data-logout]")
     tab.wait_for_selector("form#login", timeout=10_000)
+    # the button ended the login itself, not just the browser's copy of it
+    assert httpx.get(f"{multi_server.url}/api/v1/auth/me",
+                     headers={"Authorization": f"Bearer {session}"}).status_code == 401
 
     key = account["client"].post(f"{DOCS}/{doc_id}/share",
                                  headers=account["headers"]).json()["key"]
@@ -156,3 +160,54 @@ def test_embed_script_on_another_page(multi_server, account, page):
     tab.wait_for_timeout(300)
     screenshot(tab, "docs_embed")
     assert errors == []
+
+
+def hostile_doc(title: str) -> dict:
+    """A plot whose author tries to act as its viewer: markup with an inline handler, a
+    script element, and a CustomJS run when the document is ready, each trying to mint an
+    API key in the viewer's name with the viewer's cookie."""
+    from bokeh.events import DocumentReady
+    from bokeh.models import CustomJS, Div
+
+    steal = ("fetch('/api/v1/auth/apikeys',{method:'POST',credentials:'include',"
+             "headers:{'Content-Type':'application/json','X-CSRF-Token':"
+             "(document.cookie.match(/plotline_csrf=([^;]+)/)||[])[1]},"
+             "body:JSON.stringify({name:'stolen'})});window.__pwned=true;")
+    div = Div(text=f'<b>hello</b><img src="x" onerror="{steal}"><script>{steal}</script>')
+    plot = figure(title="still a plot", width=420, height=300)
+    plot.line([0, 1, 2], [1, 0, 1])
+    doc = Document()
+    doc.add_root(row(div, plot))
+    doc.js_on_event(DocumentReady, CustomJS(code=steal))
+    doc.title = title
+    return doc.to_json(deferred=False)
+
+
+def test_document_content_cannot_act_as_its_viewer(multi_server, account, page):
+    tab, errors = page
+    c, h = account["client"], account["headers"]
+    title = f"hostile {new_username()}"
+    r = c.post(f"{DOCS}/", json={"title": title, "doc": hostile_doc(title)}, headers=h)
+    assert r.status_code == 201, r.text
+    doc_id = r.json()["id"]
+    assert c.post(f"{DOCS}/{doc_id}/publish", headers=h).status_code == 200
+    keys_before = c.get("/api/v1/auth/apikeys", headers=h).json()
+    # the viewer is signed in (cookie + CSRF cookie in the browser), as the author hopes
+    login = tab.context.request.post(f"{multi_server.url}/api/v1/auth/login", data={
+        "username": account["username"], "password": account["password"]})
+    assert login.ok
+    response = tab.goto(f"{multi_server.url}/plots/{doc_id}")
+    assert response is not None and response.status == 200
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-eval" not in csp
+    tab.wait_for_selector("#plotline-roots[data-rendered=true]", timeout=30_000)
+    tab.locator("canvas").first.wait_for(timeout=30_000)
+    tab.wait_for_timeout(800)  # give any handler time to run
+    screenshot(tab, "docs_viewer_hostile")
+    assert tab.evaluate("window.__pwned === undefined")
+    assert c.get("/api/v1/auth/apikeys", headers=h).json() == keys_before
+    # what the browser refused is reported as such, and nothing else went wrong
+    assert errors, "the refused inline handler and eval should be reported"
+    # (and the <img src="x"> itself: a 404)
+    assert all("Content Security Policy" in e or "Failed to load resource" in e
+               for e in errors), errors

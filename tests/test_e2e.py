@@ -5,7 +5,8 @@ started by scripts/stack.py's own `start_stack`. Every scenario runs against bot
 
 In the stack each request crosses processes: docs and data verify auth's JWTs with keys
 they get over NATS, data asks docs who may read a source, push asks data, and the events of
-an append reach sockets on both push replicas through NATS.
+an append reach sockets on both push replicas through NATS. Health, readiness and metrics
+answer only on each process's internal port, never through the one URL.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ PASSWORD = "correct horse battery"
 
 @dataclass
 class Target:
-    """An installation under test: its one URL, and the /metrics of each push replica."""
+    """An installation under test: its one URL, the /metrics of each push replica, and the
+    internal port of each service (one process: the same for all)."""
 
     kind: str
     url: str
     push_metrics: list[str]
+    internal: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +63,15 @@ def target(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     if request.param == "stack":
         running: Stack = request.getfixturevalue("stack")
-        yield Target("stack", running.url, [f"{p.url}/metrics" for p in running.push])
+        yield Target("stack", running.url,
+                     [f"{p.internal_url}/metrics" for p in running.push],
+                     {s.name.partition("-")[0]: s.internal_url for s in running.servers
+                      if s.internal_url})
         return
     server = start_install(tmp_path_factory.mktemp("embedded"), "-m")
     try:
-        yield Target("embedded", server.url, [f"{server.url}/metrics"])
+        yield Target("embedded", server.url, [f"{server.internal_url}/metrics"],
+                     dict.fromkeys(("auth", "docs", "data", "push"), server.internal_url))
     finally:
         stop_install(server)
 
@@ -304,3 +311,110 @@ def test_the_python_client_and_a_bokeh_figure(target: Target, tmp_path: Path,
         assert got["owner"] == name and got["doc"]["roots"][0]["id"] == plot.id
         page = c.get(made["url"].removeprefix(target.url))
         assert page.status_code == 200 and made["id"] in page.text
+
+
+INTERNAL_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def test_health_readiness_and_metrics_are_internal_only(target: Target) -> None:
+    """Through the one public URL (nginx in the stack) they are JSON 404s; every service's
+    internal port answers them."""
+    with httpx.Client(base_url=target.url, timeout=10) as c:
+        for path in INTERNAL_PATHS:
+            for method in ("GET", "HEAD"):
+                r = c.request(method, path)
+                assert r.status_code == 404, (method, path, r.status_code)
+            r = c.get(path)
+            assert r.json().keys() == {"error", "detail"} and r.json()["error"] == "not_found"
+    assert sorted(target.internal) == ["auth", "data", "docs", "push"]
+    for service, internal in target.internal.items():
+        health = httpx.get(f"{internal}/healthz", timeout=5)
+        assert health.status_code == 200 and service in health.json()["services"]
+        ready = httpx.get(f"{internal}/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        assert ready.json()["checks"][f"{service}.nats"] is True
+        metrics = httpx.get(f"{internal}/metrics", timeout=5)
+        assert metrics.status_code == 200 and "# TYPE" in metrics.text
+
+
+def request_series(metrics_url: str) -> set[str]:
+    """The labelled series of the HTTP request counter."""
+    text = httpx.get(metrics_url, timeout=5).text
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines()
+            if line.startswith("plotline_http_requests_total{")}
+
+
+def test_invented_methods_add_at_most_one_metric_series(target: Target) -> None:
+    """Labels come from fixed sets: 20 made-up methods on a made-up path are one series
+    (method "other", route "unmatched")."""
+    before = request_series(f"{target.internal['docs']}/metrics")
+    with httpx.Client(base_url=target.url, timeout=10) as c:
+        for letter in "ABCDEFGHIJKLMNOPQRST":  # (nginx refuses methods with digits)
+            r = c.request(f"INVENTED{letter}", f"/nowhere-{letter}")
+            assert r.status_code in (404, 405), r.status_code
+    after = request_series(f"{target.internal['docs']}/metrics")
+    added = after - before
+    assert len(added) <= 1, sorted(added)
+    assert all('method="other"' in s and 'route="unmatched"' in s for s in added), added
+    assert not any("INVENTED" in s or "nowhere" in s for s in after)
+
+
+# --- issue 10 through the whole shape: the same answers behind nginx ---------------------
+
+def test_a_tag_binds_only_a_source_its_writer_may_read(target: Target) -> None:
+    with client(target, user(target)) as alice, client(target, user(target)) as bob:
+        private = new_source(alice, {"x": [1.0]})
+        r = bob.post(f"{DOCS}/", json={"title": new_username(),
+                                       "doc": figure_doc(source_tag=private)})
+        assert r.status_code == 422 and r.json()["error"] == "unknown_source"
+        # a clone of a published plot grants nothing once it is unpublished, and deleting
+        # the clone with data=force leaves the owner's source alone
+        plot = new_doc(alice, private)
+        assert alice.post(f"{DOCS}/{plot}/publish").status_code == 200
+        eventually(lambda: bob.get(f"{DATA}/sources/{private}").status_code == 200)
+        clone = bob.post(f"{DOCS}/{plot}/clone", json={}).json()["id"]
+        assert alice.delete(f"{DOCS}/{plot}/publish").status_code == 200
+        eventually(lambda: bob.get(f"{DATA}/sources/{private}").status_code == 404)
+        assert bob.delete(f"{DOCS}/{clone}", params={"data": "force"}).status_code == 204
+        time.sleep(0.5)  # the deletion event has reached data
+        assert alice.get(f"{DATA}/sources/{private}").status_code == 200
+
+
+def test_logout_ends_the_token_in_every_service(target: Target) -> None:
+    who = user(target)
+    with client(target, who) as c:
+        assert c.get(f"{DOCS}/").status_code == 200
+        assert c.post(f"{AUTH}/logout").status_code == 204
+        eventually(lambda: [c.get(p).status_code for p in
+                            (f"{AUTH}/me", f"{DOCS}/", f"{DATA}/sources")] == [401] * 3,
+                   within=1.0)
+
+
+def test_login_throttling_counts_the_client_behind_the_proxy(target: Target) -> None:
+    """Behind nginx every connection comes from nginx: the client it names is counted
+    (trusted_proxies), so one guesser does not lock everyone else out."""
+    who = user(target)
+    guess = {"username": who["name"], "password": "not-the-password"}
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=target.url, transport=transport, timeout=10) as guesser:
+        statuses = [guesser.post(f"{AUTH}/login", json=guess).status_code for _ in range(7)]
+        assert statuses[-1] == 429, statuses
+    with httpx.Client(base_url=target.url, timeout=10,
+                      transport=httpx.HTTPTransport(local_address="127.0.0.3")) as owner:
+        r = owner.post(f"{AUTH}/login", json={"username": who["name"], "password": PASSWORD})
+        assert r.status_code == 200, r.text
+    # and a client cannot pick its own address: a forged header is just another hop
+    with httpx.Client(base_url=target.url, transport=transport, timeout=10) as guesser:
+        r = guesser.post(f"{AUTH}/login", json=guess,
+                         headers={"X-Forwarded-For": "203.0.113.9"})
+        assert r.status_code == 429
+
+
+def test_pages_and_answers_carry_the_security_headers(target: Target) -> None:
+    with httpx.Client(base_url=target.url, timeout=10) as c:
+        page = c.get("/login")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        api = c.get(f"{AUTH}/.well-known/jwks.json")
+        assert api.headers["content-security-policy"] == \
+            "default-src 'none'; frame-ancestors 'none'"
+        assert api.headers["x-content-type-options"] == "nosniff"

@@ -211,7 +211,7 @@ async def test_a_slow_client_is_closed_not_buffered(tmp_path, request, server_ki
                 while True:
                     await frame(slow, timeout=10)
             assert slow.close_code == 1008 and "too slow" in slow.close_reason
-        metrics = httpx.get(f"{pusher.url}/metrics").text
+        metrics = httpx.get(f"{pusher.internal_url}/metrics").text
         assert "plotline_push_slow_clients_total 1.0" in metrics
     finally:
         for server in {id(s): s for s in (pusher, data)}.values():
@@ -420,7 +420,7 @@ async def test_losing_access_ends_the_subscription(multi_server, cast):
 
 def asks(server: Any) -> dict[str, float]:
     out = {}
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+    for line in httpx.get(f"{server.internal_url}/metrics").text.splitlines():
         if line.startswith("plotline_push_access_total{"):
             out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
     return out

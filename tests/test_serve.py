@@ -46,7 +46,7 @@ def test_embedded_mode_starts_private_nats_and_sigterm_stops_everything(tmp_path
     try:
         child = nats_child_pid(server.log.read_text())
         assert alive(child)
-        r = httpx.get(f"{server.url}/readyz")
+        r = httpx.get(f"{server.internal_url}/readyz")
         assert r.status_code == 200 and r.json()["ready"] is True
         # the prefix is honoured, and nothing answers outside it
         name = new_username()
@@ -78,7 +78,7 @@ def test_a_taken_port_is_refused_clearly(tmp_path):
                              capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and f"127.0.0.1:{server.port}" in out.stderr
         assert "another plotline serve" in out.stderr
-        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert httpx.get(f"{server.internal_url}/healthz").status_code == 200
     finally:
         server.stop()
 

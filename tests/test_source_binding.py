@@ -38,6 +38,15 @@ def new_source(c: httpx.Client, headers: dict[str, str]) -> str:
     return r.json()["id"]
 
 
+def published_plot(c: httpx.Client, owner: dict[str, str], source: str) -> dict:
+    """A published document of `owner` binding `source`."""
+    r = c.post(f"{DOCS}/", json={"title": new_username(),
+                                 "doc": figure_doc(source_tag=source)}, headers=owner)
+    assert r.status_code == 201, r.text
+    assert c.post(f"{DOCS}/{r.json()['id']}/publish", headers=owner).status_code == 200
+    return r.json()
+
+
 @pytest.fixture
 def alice_and_bob(account):
     c = account["client"]
@@ -76,10 +85,7 @@ def test_a_clone_does_not_keep_someone_elses_source(multi_server, alice_and_bob)
     c, alice, bob = alice_and_bob
     source = new_source(c, alice)
     rows = f"{DATA}/sources/{source}/data"
-    plot = c.post(f"{DOCS}/", json={"title": new_username(),
-                                    "doc": figure_doc(source_tag=source)}, headers=alice
-                  ).json()
-    c.post(f"{DOCS}/{plot['id']}/publish", headers=alice)
+    plot = published_plot(c, alice, source)
     eventually(lambda: c.get(rows, headers=bob).status_code == 200)
     # Bob may read it now, so he may bind it: a clone of the published plot, published
     clone = c.post(f"{DOCS}/{plot['id']}/clone", json={}, headers=bob)
@@ -102,10 +108,7 @@ def test_a_foreign_binding_neither_keeps_a_source_alive_nor_deletes_it(multi_ser
                                                                        alice_and_bob):
     c, alice, bob = alice_and_bob
     source = new_source(c, alice)
-    plot = c.post(f"{DOCS}/", json={"title": new_username(),
-                                    "doc": figure_doc(source_tag=source)}, headers=alice
-                  ).json()
-    c.post(f"{DOCS}/{plot['id']}/publish", headers=alice)
+    plot = published_plot(c, alice, source)
     eventually(lambda: c.get(f"{DATA}/sources/{source}", headers=bob).status_code == 200)
     bobs = c.post(f"{DOCS}/", json={"title": new_username(),
                                     "doc": figure_doc(source_tag=source)}, headers=bob)
@@ -144,10 +147,7 @@ def test_a_forged_deletion_event_drops_only_the_deleters_sources(multi_server,
 def test_a_foreign_binding_grants_nothing_on_the_socket(multi_server, alice_and_bob):
     c, alice, bob = alice_and_bob
     source = new_source(c, alice)
-    plot = c.post(f"{DOCS}/", json={"title": new_username(),
-                                    "doc": figure_doc(source_tag=source)}, headers=alice
-                  ).json()
-    c.post(f"{DOCS}/{plot['id']}/publish", headers=alice)
+    plot = published_plot(c, alice, source)
     eventually(lambda: c.get(f"{DATA}/sources/{source}", headers=bob).status_code == 200)
     clone = c.post(f"{DOCS}/{plot['id']}/clone", json={}, headers=bob).json()
     c.delete(f"{DOCS}/{plot['id']}/publish", headers=alice)
@@ -163,3 +163,35 @@ def test_a_foreign_binding_grants_nothing_on_the_socket(multi_server, alice_and_
 
     answer = asyncio.run(listen())
     assert answer["op"] == "error" and answer["code"] == "not_found", answer
+
+
+def test_unbinding_a_source_ends_the_sockets_that_read_it_through_the_document(
+        multi_server, alice_and_bob):
+    """Readers of a published plot read its bound source on the socket; when a PUT stops
+    binding it, their data channel ends (push asks again), as it does on unpublishing."""
+    c, alice, _ = alice_and_bob
+    source = new_source(c, alice)
+    plot = published_plot(c, alice, source)
+    ws_url = multi_server.url.replace("http", "ws") + "/ws"
+
+    async def watch() -> list[dict]:
+        async with websockets.connect(ws_url) as viewer:  # anonymous: it is published
+            await viewer.send(json.dumps({"op": "subscribe", "channel": f"data:{source}"}))
+            assert json.loads(await asyncio.wait_for(viewer.recv(), 5))["op"] == "subscribed"
+            r = await asyncio.to_thread(c.put, f"{DOCS}/{plot['id']}", headers=alice,
+                                        json={"doc": figure_doc()})  # the tag is gone
+            assert r.status_code == 200, r.text
+            frames = [json.loads(await asyncio.wait_for(viewer.recv(), 5))]
+            # after the end, the owner's appends no longer reach this viewer
+            await asyncio.to_thread(c.post, f"{DATA}/sources/{source}/append", headers=alice,
+                                    json={"columns": {"x": [3.0]}})
+            try:
+                frames.append(json.loads(await asyncio.wait_for(viewer.recv(), 1)))
+            except TimeoutError:
+                pass
+            return frames
+
+    frames = asyncio.run(watch())
+    assert frames == [{"op": "error", "code": "revoked", "channel": f"data:{source}",
+                       "detail": "you may no longer read this channel"}], frames
+    assert c.get(f"{DATA}/sources/{source}").status_code == 401  # and over REST, anonymous

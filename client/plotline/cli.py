@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from services.common.names import INTERNAL_IP
+
 from . import commands, serve
 
 
@@ -19,6 +21,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="run only this service (production shape)")
     p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=5006, help="port (default: %(default)s)")
+    p.add_argument("--internal-ip", default=INTERNAL_IP,
+                   help="address of the internal port (default: %(default)s)")
+    p.add_argument("--internal-port", type=int, metavar="PORT",
+                   help="internal port: /healthz, /readyz and /metrics, which the public "
+                   "port does not answer (default: --port + 1; 0: any free port, logged)")
     p.add_argument("--url-prefix", default="", metavar="/PREFIX",
                    help="serve everything under this path, e.g. /plots")
     p.add_argument("-D", "--data-directory", default="~/.plotline/data", metavar="DIR",
@@ -28,7 +35,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="require accounts (default: single user 'defaultuser')")
     p.add_argument("--backend", choices=["memory", "file", "redis", "azure"],
                    help="storage backend (default: file; memory with --dev)")
-    p.add_argument("--nats-url", help="use this NATS instead of starting a private one")
+    p.add_argument("--nats-url", help="use this NATS instead of starting a private one "
+                   "(credentials: nats://user:password@host:port, or each service's "
+                   "PLOTLINE_<SERVICE>_NATS_USER and _NATS_PASSWORD)")
     p.add_argument("--redis-url", help="Redis for --backend redis|azure")
     p.add_argument("--azure-connection-string", help="Azure Blob for --backend azure")
     p.add_argument("--dev", action="store_true",

@@ -201,7 +201,7 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("username", metavar="USERNAME", nargs="?",
                    help="default: the user last logged in to this server")
 
-    verb("logout", cmd_logout, "forget the saved credentials for a server",
+    verb("logout", cmd_logout, "end the login on the server and forget its saved credentials",
          "Forget the token, API key and username saved for a server. A forgotten API key "
          "stays valid on the server until revoked (`plotline keys revoke`).", [url])
 

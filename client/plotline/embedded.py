@@ -1,8 +1,9 @@
 """The embedded mode's one ASGI app: every service under the URL prefix, lifespans chained.
 
 Each service app already routes its full API paths (`/api/v1/auth/...`); this app only picks
-the service by path, sets `root_path` to the URL prefix, and answers the process-wide
-/healthz, /readyz, /metrics and the combined OpenAPI document.
+the service by path, sets `root_path` to the URL prefix, and answers the combined OpenAPI
+document. Health, readiness and metrics are not here: they are on the internal port
+(services/common/internal.py), so the public port answers 404 for them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -60,15 +60,6 @@ class Embedded:
         return await _not_found(scope, receive, send)
 
     async def _own(self, rel: str) -> Response | None:
-        if rel == "/healthz":
-            return JSONResponse({"status": "ok", "services": sorted(self.apps)})
-        if rel == "/readyz":
-            checks = {f"{name}.{check}": await fn() for name, app in self.apps.items()
-                      for check, fn in app.state.ready_checks.items()}
-            ready = all(checks.values())
-            return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
-        if rel == "/metrics":
-            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
         if rel == f"{API_PREFIX}/openapi.json":
             doc = combined_openapi(list(self.apps.values()), server=self.prefix or "/")
             return Response(json.dumps(doc), media_type="application/json")

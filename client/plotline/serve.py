@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from services.common.names import SERVICES
+from services.common.names import SERVICES, nats_user
 
 # service -> (settings class, app factory); imported lazily so `serve auth` loads only auth
 FACTORIES = {
@@ -54,13 +54,16 @@ def store_urls(service: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_settings(service: str, args: argparse.Namespace, nats_url: str | None,
-                   embedded: bool) -> Any:
-    """Settings from the environment (PLOTLINE_<SERVICE>_*), overridden by explicit flags."""
+                   embedded: bool, nats_password: str | None = None) -> Any:
+    """Settings from the environment (PLOTLINE_<SERVICE>_*), overridden by explicit flags
+    (and by the credentials of the private nats-server, when it runs)."""
     overrides: dict[str, Any] = {}
     if (embedded or args.backend or args.dev) and service not in STATELESS:
         overrides.update(store_urls(service, args))
     if nats_url:
         overrides["nats_url"] = nats_url
+    if nats_password:
+        overrides.update(nats_user=nats_user(service), nats_password=nats_password)
     if args.multi_user:
         overrides["multi_user"] = True
     if args.dev:
@@ -82,16 +85,22 @@ def run(args: argparse.Namespace) -> int:
     if prefix and not prefix.startswith("/"):
         raise SystemExit("--url-prefix must start with '/', e.g. --url-prefix /plots")
     args.url_prefix = prefix
+    if args.internal_port is None:
+        args.internal_port = args.port + 1
     _refuse_taken_port(args.ip, args.port)
+    if args.internal_port:
+        _refuse_taken_port(args.internal_ip, args.internal_port, "--internal-port")
     child = None
     nats_url = args.nats_url
     embedded = args.service is None
+    names = AVAILABLE if embedded else (args.service,)
     if embedded and not nats_url:
-        child = NatsChild(Path(args.data_directory).expanduser().resolve() / "nats")
+        child = NatsChild(Path(args.data_directory).expanduser().resolve() / "nats", names)
         nats_url = child.start()
     try:
-        names = AVAILABLE if embedded else (args.service,)
-        settings = {n: build_settings(n, args, nats_url, embedded) for n in names}
+        passwords = child.passwords if child else {}
+        settings = {n: build_settings(n, args, nats_url, embedded, passwords.get(n))
+                    for n in names}
         apps = {n: _load(FACTORIES[n][1])(settings[n]) for n in names}
         app = Embedded(apps, prefix, after_shutdown=child.stop if child else None)
         # (-m, or PLOTLINE_<SERVICE>_MULTI_USER for one service, as the stack and chart set)
@@ -105,16 +114,17 @@ def run(args: argparse.Namespace) -> int:
         if names == ("push",):  # alone, push runs on its own lean websocket server
             from services.push.standalone import run as run_push
 
-            _event_loop_run(run_push(apps["push"], args.ip, args.port))
+            _event_loop_run(_with_internal(apps, args, run_push(apps["push"], args.ip,
+                                                                 args.port)))
             return 0
-        _event_loop_run(_http_server(app, args))
+        _event_loop_run(_with_internal(apps, args, _http_server(app, args)))
         return 0 if app.started else 1
     finally:
         if child:
             child.stop()
 
 
-def _refuse_taken_port(ip: str, port: int) -> None:
+def _refuse_taken_port(ip: str, port: int, option: str = "--port") -> None:
     """granian listens with SO_REUSEPORT (one socket per worker), so a second server on a
     taken port would silently share its traffic instead of failing: check first."""
     import socket
@@ -126,7 +136,7 @@ def _refuse_taken_port(ip: str, port: int) -> None:
             probe.bind((ip, port))
         except OSError as exc:
             raise SystemExit(f"cannot listen on {ip}:{port}: {exc.strerror} (is another "
-                             "plotline serve running? choose another --port)") from None
+                             f"plotline serve running? choose another {option})") from None
 
 
 def _event_loop_run(main: Any) -> None:
@@ -138,6 +148,23 @@ def _event_loop_run(main: Any) -> None:
         asyncio.run(main)
     else:
         uvloop.run(main)
+
+
+async def _with_internal(apps: dict[str, Any], args: argparse.Namespace, main: Any) -> None:
+    """Run `main` (the public server) with the internal port listening beside it."""
+    from services.common.internal import start_internal
+
+    try:
+        internal = await start_internal(apps, args.internal_ip, args.internal_port)
+    except BaseException:
+        main.close()  # never started
+        raise
+    host, port = internal.sockets[0].getsockname()[:2]
+    log.info("internal port (/healthz, /readyz, /metrics) on http://%s:%d", host, port)
+    try:
+        await main
+    finally:
+        internal.close()
 
 
 async def _http_server(app: Any, args: argparse.Namespace) -> None:

@@ -124,9 +124,16 @@ class Session:
         return answer
 
     def logout(self) -> bool:
-        """Forget this server's credentials, here and in the saved files (the token simply
-        expires on the server; saved API keys stay valid until revoked). True if any were
-        saved."""
+        """End this login on the server (its token stops working everywhere at once) and
+        forget this server's credentials, here and in the saved files. Saved API keys stay
+        valid until revoked. True if any were saved. An unreachable server does not stop
+        the forgetting (the token then simply expires)."""
+        if self.token:
+            try:
+                self._http.post(f"{AUTH}/logout",
+                                headers={"Authorization": f"Bearer {self.token}"})
+            except httpx.HTTPError:
+                pass
         self.api_key = self.token = self.username = None
         return config.forget_credentials(self.root_url)
 

@@ -48,7 +48,8 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             svc = AuthService(settings, AuthRepository(c.kv), ring, c.bus, mailer)
             app.state.auth = svc
             app.state.authenticator = await connect_authenticator(
-                settings, c.bus, jwks=ring.jwks, check_key=svc.check_key)
+                settings, c.bus, jwks=ring.jwks, check_key=svc.check_key,
+                check_session=svc.check_session)
             await start_responders(c.bus, svc)
             app.state.ready_checks = ready_checks(c.bus, c.kv)
             rotation = asyncio.create_task(

@@ -97,6 +97,17 @@ class AuthRepository:
     async def clear_failures(self, key: str) -> None:
         await self.kv.delete(f"throttle:{key}")
 
+    # login sessions (a JWT's `sid`): present while the login stands; the TTL is the token's
+    async def put_session(self, sid: str, name: str, ttl_s: float) -> None:
+        await self.kv.put(f"session:{sid}", name.encode(), ttl=ttl_s)
+
+    async def session_user(self, sid: str) -> str | None:
+        found = await self.kv.get(f"session:{sid}")
+        return found.value.decode() if found else None
+
+    async def end_session(self, sid: str) -> None:
+        await self.kv.delete(f"session:{sid}")
+
     # email verification tokens
     async def put_verification(self, token_digest: str, name: str, ttl_s: float) -> None:
         await self.kv.put(f"verify:{token_digest}", name.encode(), ttl=ttl_s)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from services.common.clientaddr import client_address
 from services.common.deps import CurrentUser
-from services.common.errors import Unauthorized
+from services.common.errors import Forbidden, Unauthorized, errors
 from services.common.names import CSRF_COOKIE, SERVICE_PREFIXES, SESSION_COOKIE
 
 from .security import MAX_PASSWORD, MIN_PASSWORD, USERNAME_RE, USERNAME_RULE
@@ -50,53 +50,93 @@ class KeyIn(BaseModel):
     name: str = Field(default="default", min_length=1, max_length=100)
 
 
-def _token(svc: AuthService, username: str) -> TokenOut:
-    return TokenOut(access_token=svc.issue_token(username),
-                    expires_in=svc.settings.token_ttl_seconds)
+# Answers. Extra keys pass through, so a field the service adds is not silently dropped.
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED)
+class AccountOut(Out):
+    username: str
+    email: str | None = None
+    verified: bool = True
+
+
+class MeOut(AccountOut):
+    multi_user: bool
+    auth: str = Field(description="how this request authenticated (jwt, apikey, …)")
+
+
+class KeyOut(Out):
+    id: str
+    name: str
+    created: float
+    prefix: str = Field(description="how the key begins, to recognise it")
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="the secret: shown in this answer only")
+
+
+class JwksOut(Out):
+    keys: list[dict[str, Any]]
+
+
+# the statuses every signed-in call can answer: bad credentials, the session check unreachable
+SIGNED_IN = (401, 503)
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=AccountOut,
+             responses=errors(400, 403, 409, 413, 422))
 async def register(body: RegisterIn, svc: Service) -> dict:
     """Create an account (multi-user mode only)."""
     return await svc.register(body.username, body.password, body.email)
 
 
-@router.get("/verify")
+@router.get("/verify", response_model=AccountOut, responses=errors(404, 422))
 async def verify(token: str, svc: Service) -> dict:
     """Confirm an email address with the link sent at registration."""
     return await svc.verify_email(token)
 
 
-@router.post("/login")
+@router.post("/login", responses=errors(400, 401, 403, 413, 422, 429))
 async def login(body: LoginIn, request: Request, response: Response,
                 svc: Service) -> TokenOut:
     """Exchange username and password for a JWT; also sets the HttpOnly login cookie."""
-    # the socket's peer (ASGI scope client); X-Forwarded-For is not trusted
-    client = request.client.host if request.client else "unknown"
-    token = await svc.login(body.username, body.password, client)
+    # the socket's peer, or the client a trusted proxy names (clientaddr.py)
+    client = client_address(request, svc.settings.trusted_proxies)
+    token, csrf = await svc.login(body.username, body.password, client)
     s = svc.settings
     common = {"max_age": s.token_ttl_seconds, "secure": s.cookie_secure, "samesite": "lax",
               "path": s.cookie_path}
     response.set_cookie(SESSION_COOKIE, token, httponly=True, **common)
-    # readable by the page's JS, which echoes it in the CSRF header (double submit)
-    response.set_cookie(CSRF_COOKIE, secrets.token_urlsafe(24), httponly=False, **common)
+    # readable by the page's JS, which echoes it in the CSRF header (double submit; the
+    # JWT carries its digest, so only this login's value passes)
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=False, **common)
     return TokenOut(access_token=token, expires_in=s.token_ttl_seconds)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(response: Response, svc: Service) -> None:
-    """Forget the login cookie (bearer tokens simply expire)."""
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(503))
+async def logout(request: Request, response: Response, svc: Service) -> None:
+    """End this login (the cookie's or the bearer JWT's): the token stops working in every
+    service within a second and its sockets close. Always forgets the cookies, even when
+    the session had already ended."""
+    try:
+        principal = await request.app.state.authenticator.resolve(request, request.method)
+    except (Unauthorized, Forbidden):
+        principal = None  # nothing live to end (or a cross-site try: end nothing)
+    if principal is not None:
+        await svc.logout(principal)
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.delete_cookie(name, path=svc.settings.cookie_path)
 
 
-@router.get("/me")
+@router.get("/me", response_model=MeOut, responses=errors(*SIGNED_IN))
 async def me(user: CurrentUser, svc: Service) -> dict:
     """Who am I (the seed's userinfo)."""
     return {**await svc.profile(user.username), "auth": user.via}
 
 
-@router.post("/token")
+@router.post("/token", responses=errors(400, 401, 413, 422))
 async def token(request: Request, svc: Service, body: TokenIn | None = None) -> TokenOut:
     """Exchange an API key (Bearer header or `api_key` field) for a short-lived JWT."""
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
@@ -105,28 +145,32 @@ async def token(request: Request, svc: Service, body: TokenIn | None = None) -> 
     answer = await svc.check_key(api_key) if api_key else None
     if answer is None:
         raise Unauthorized("a valid API key is required", code="invalid_api_key")
-    return _token(svc, answer["username"])
+    # the key is the token's session: revoking the key ends the token too
+    return TokenOut(access_token=svc.issue_token(answer["username"], answer["key_id"]),
+                    expires_in=svc.settings.token_ttl_seconds)
 
 
-@router.get("/apikeys")
+@router.get("/apikeys", response_model=list[KeyOut], responses=errors(*SIGNED_IN))
 async def list_keys(user: CurrentUser, svc: Service) -> list[dict]:
     """My API keys (never their secrets)."""
     return await svc.list_keys(user.username)
 
 
-@router.post("/apikeys", status_code=status.HTTP_201_CREATED)
+@router.post("/apikeys", status_code=status.HTTP_201_CREATED, response_model=NewKeyOut,
+             responses=errors(*SIGNED_IN, 400, 403, 413, 422))
 async def create_key(user: CurrentUser, svc: Service, body: KeyIn | None = None) -> dict:
     """Create an API key; its secret is in this answer and nowhere else, ever."""
     return await svc.create_key(user.username, body.name if body else "default")
 
 
-@router.delete("/apikeys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/apikeys/{key_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=errors(*SIGNED_IN, 403, 404, 422))
 async def revoke_key(key_id: str, user: CurrentUser, svc: Service) -> None:
     """Revoke an API key; every service refuses it within a second."""
     await svc.revoke_key(user.username, key_id)
 
 
-@router.get("/.well-known/jwks.json")
+@router.get("/.well-known/jwks.json", response_model=JwksOut)
 async def jwks(svc: Service) -> dict:
     """Public signing keys (RS256) with their `kid`, old ones kept until their tokens expire."""
     return await svc.ring.jwks()

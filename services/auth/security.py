@@ -47,6 +47,11 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
+def new_session_id() -> str:
+    """A login session's id (the JWT's `sid`): longer than a key id, so never equal to one."""
+    return secrets.token_hex(16)
+
+
 def new_api_key() -> tuple[str, str]:
     """Returns (key id, full secret). The secret embeds its id so lookup needs no scan.
 

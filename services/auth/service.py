@@ -11,6 +11,7 @@ from typing import Any
 from services.common.bus import Bus
 from services.common.errors import Forbidden, NotFound, TooManyRequests, Unauthorized, Unprocessable
 from services.common.events import AuthVerb
+from services.common.identity import Principal, csrf_digest
 from services.common.names import SERVICE_PREFIXES
 
 from . import security
@@ -112,13 +113,46 @@ class AuthService:
             raise Forbidden("confirm your email address first", code="email_unverified")
         # only this pair's count: a success must not wipe an address's spraying record
         await self.repo.clear_failures(pair)
-        return self.issue_token(username)
+        return await self.start_session(username)
 
-    def issue_token(self, username: str) -> str:
+    async def start_session(self, username: str) -> tuple[str, str]:
+        """A new login: (JWT, CSRF token). The JWT names its session (`sid`), which lives
+        in auth's store until logout or the token's expiry; its `csrf` claim binds the
+        CSRF token to it."""
+        sid = security.new_session_id()
+        await self.repo.put_session(sid, username, self.settings.token_ttl_seconds)
+        csrf = secrets.token_urlsafe(24)
+        return self.issue_token(username, sid, csrf=csrf_digest(csrf)), csrf
+
+    def issue_token(self, username: str, sid: str, **extra: str) -> str:
+        """A JWT for `username` in session `sid` (a login's, or the API key it came from:
+        revoking either ends the token at once, everywhere)."""
         now = int(time.time())
-        return self.ring.sign({"sub": username, "iat": now,
+        return self.ring.sign({"sub": username, "sid": sid, "iat": now,
                                "exp": now + self.settings.token_ttl_seconds,
-                               "iss": self.settings.issuer, "aud": self.settings.audience})
+                               "iss": self.settings.issuer, "aud": self.settings.audience,
+                               **extra})
+
+    async def logout(self, principal: Principal) -> None:
+        """End the caller's session: its JWT stops working in every service, its sockets
+        close. An API key is not a session: revoke it with DELETE /apikeys/{id}."""
+        sid = principal.credential
+        if principal.via == "apikey" or not sid:
+            return
+        await self.repo.end_session(sid)
+        await self.bus.publish(sid, AuthVerb.REVOKED, {"username": principal.username},
+                               actor=principal.username)
+        log.info("signed out session %s of %s", sid, principal.username)
+
+    async def check_session(self, sid: str) -> dict[str, Any] | None:
+        """{"username", "key_id": sid} while the session (a login, or the API key a token
+        was minted from) is live and its user exists, else None."""
+        username = await self.repo.session_user(sid)
+        if username is None and (key := await self.repo.get_key(sid)) is not None:
+            username = key["username"]
+        if username is None or await self.repo.get_user(username) is None:
+            return None
+        return {"username": username, "key_id": sid}
 
     # API keys
     async def create_key(self, username: str, name: str) -> dict[str, Any]:

@@ -1,20 +1,31 @@
-"""The skeleton every service app shares: errors, body limit, health, readiness, metrics."""
+"""The skeleton every service app shares: errors, body limit, metrics, readiness checks.
+
+Health, readiness and metrics are answered on the internal port (services/common/internal.py),
+never on the public one, which only the API, pages and /ws reach."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
+import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import announced_too_large, body_too_large, error_response, install_error_handlers
-from .names import SERVICE_PREFIXES
+from .headers import SecurityHeaders
+from .names import HTTP_METHODS, SERVICE_PREFIXES
 
+# Every label comes from a fixed set, so no request can add series: method is one of
+# HTTP_METHODS or "other", route the matched template or "unmatched", status the int status.
 REQUESTS = Counter("plotline_http_requests_total", "HTTP requests answered",
                    ["service", "method", "route", "status"])
 LATENCY = Histogram("plotline_http_request_seconds", "HTTP request latency",
@@ -61,6 +72,23 @@ class BodyLimit:
         await self.app(scope, limited_receive, guarded_send)
 
 
+class PlainPaths:
+    """404 for a path with a control character: no route, id or name has one, and Starlette
+    anchors route patterns with `$`, which also matches before a final newline, so
+    `/api/v1/docs/%0A` would be the list of documents instead of a document id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _CONTROL.search(scope["path"]):
+            return await error_response(404, "not_found", "no such path")(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class Metrics:
     """Request count and latency per route. Plain ASGI on purpose: Starlette's
     @app.middleware("http") adds a task group and streams to every request (~0.6 ms here)."""
@@ -85,37 +113,37 @@ class Metrics:
             await self.app(scope, receive, record_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(self.service, scope["method"], route, status).inc()
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+            REQUESTS.labels(self.service, method, route, int(status)).inc()
             LATENCY.labels(self.service, route).observe(time.perf_counter() - start)
 
 
 def build_app(*, service: str, title: str, lifespan: Callable[[FastAPI], Any],
               max_body_bytes: int, routers: list[Any]) -> FastAPI:
-    """A service app: its routers at their full API paths, plus /healthz, /readyz, /metrics."""
-    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None,
+    """A service app: its routers at their full API paths. `app.state.started` and
+    `app.state.ready_checks` feed the internal port's /readyz."""
+
+    @contextlib.asynccontextmanager
+    async def tracked(app: FastAPI) -> Any:
+        async with lifespan(app):
+            app.state.started = True
+            try:
+                yield
+            finally:
+                app.state.started = False
+
+    app = FastAPI(title=title, lifespan=tracked, docs_url=None, redoc_url=None,
                   openapi_url=f"{SERVICE_PREFIXES[service]}/openapi.json")
     app.state.service = service
     app.state.max_body_bytes = max_body_bytes  # (front doors read bodies themselves)
     app.state.ready_checks = {}
+    app.state.started = False
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": service}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        checks = {name: await check() for name, check in app.state.ready_checks.items()}
-        ok = all(checks.values())
-        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    app.add_middleware(PlainPaths)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(Metrics, service=service)
     return app
 
@@ -137,15 +165,50 @@ def ready_checks(bus: Any, kv: Any) -> dict[str, ReadyCheck]:
 
 
 def combined_openapi(apps: list[FastAPI], server: str = "/") -> dict[str, Any]:
-    """One OpenAPI document for the whole prefix API, merged from the services' own."""
+    """One OpenAPI document for the whole prefix API, merged from every service's own: every
+    path, every component. `server` is the URL prefix the paths live under. A process that
+    runs only some services (`plotline serve docs`, which the ingress sends this path)
+    describes the others too, from apps built for the purpose and never started.
+
+    Services name their models independently, so two may use one name for different schemas
+    (docs' and data's PatchIn): the later one is renamed with its service's name, references
+    included, rather than silently replacing the other's."""
+    running = {app.state.service: app for app in apps}
     merged: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": "Plotline", "version": "1"},
-                              "servers": [{"url": server}], "paths": {},
-                              "components": {"schemas": {}}}
-    for app in apps:
-        doc = app.openapi()
+                              "servers": [{"url": server}], "paths": {}, "components": {}}
+    for service in SERVICE_PREFIXES:
+        doc = (running.get(service) or _described(service)).openapi()
+        taken = merged["components"].get("schemas", {})
+        clashes = [name for name, schema in doc.get("components", {}).get("schemas", {}).items()
+                   if taken.get(name, schema) != schema]
+        if clashes:
+            doc = _renamed(doc, clashes, service.capitalize())
         merged["paths"].update(doc.get("paths", {}))
-        merged["components"]["schemas"].update(doc.get("components", {}).get("schemas", {}))
+        for section, entries in doc.get("components", {}).items():
+            merged["components"].setdefault(section, {}).update(entries)
     return merged
+
+
+@functools.cache
+def _described(service: str) -> FastAPI:
+    """A service's app built from its default settings, unchecked: only its routes are used
+    (no lifespan runs, so it opens nothing)."""
+    module = importlib.import_module(f"services.{service}.app")
+    config = importlib.import_module(f"services.{service}.config")
+    settings = getattr(config, f"{service.capitalize()}Settings")
+    return module.create_app(settings.model_construct())
+
+
+def _renamed(doc: dict[str, Any], names: list[str], prefix: str) -> dict[str, Any]:
+    text = json.dumps(doc)
+    for name in names:
+        text = text.replace(f'"#/components/schemas/{name}"',
+                            f'"#/components/schemas/{prefix}{name}"')
+    doc = json.loads(text)
+    schemas = doc["components"]["schemas"]
+    for name in names:
+        schemas[prefix + name] = schemas.pop(name)
+    return doc
 
 
 LifespanFactory = Callable[[FastAPI], AbstractAsyncContextManager[None]]

@@ -48,8 +48,11 @@ class Bus:
         self.service = service
 
     @classmethod
-    async def connect(cls, url: str, service: str) -> Bus:
+    async def connect(cls, url: str, service: str, *, user: str | None = None,
+                      password: str | None = None) -> Bus:
+        """Connect as `user`: Plotline's NATS refuses connections without credentials."""
         nc = await nats.connect(url, name=f"plotline-{service}", connect_timeout=5,
+                                user=user, password=password,
                                 max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         return cls(nc, service)
 

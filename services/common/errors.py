@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("plotline.errors")
@@ -88,6 +89,33 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                405: "method_not_allowed", 409: "conflict", 412: "precondition_failed",
                413: "payload_too_large", 415: "unsupported_media_type",
                422: "invalid_request", 429: "too_many_requests", 503: "unavailable"}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: str = Field(description="a stable code for programs, e.g. not_found")
+    detail: str = Field(description="what went wrong, for people")
+
+
+# What each error status means on this API, for the OpenAPI document.
+_MEANINGS = {
+    400: "Malformed request: a body that is not UTF-8 JSON, a bad If-Match header",
+    401: "Not signed in, or the credentials are invalid, expired or revoked",
+    403: "Signed in but not allowed (or a missing CSRF header on a cookie request)",
+    404: "No such resource, or one the caller may not see",
+    409: "Conflicts with the current state (a name taken, a model in use, a busy writer)",
+    412: "If-Match names a version that is no longer current",
+    413: "The request body, or the data it decodes to, is too large",
+    422: "The request is well-formed but its content is invalid",
+    429: "Too many attempts; retry after the Retry-After header",
+    503: "A service this answer depends on is not reachable",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=` for the error statuses it can answer, all `{error, detail}`."""
+    return {s: {"model": ErrorBody, "description": _MEANINGS[s]} for s in statuses}
 
 
 def error_response(status: int, code: str, detail: str,

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .app import LATENCY, REQUESTS
 from .errors import PlotlineError, announced_too_large, body_too_large, error_response
+from .headers import secured
 
 log = logging.getLogger("plotline.front")
 
@@ -57,6 +58,7 @@ class Front:
         if key is None:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
+        send = secured(send)
         try:
             status = await self.answer(scope, key, receive, send)
         except PlotlineError as exc:

@@ -2,7 +2,10 @@
 
 Order: `Authorization: Bearer <JWT | API key>`, then the login cookie. API keys are checked by
 auth (over NATS for the other services) and cached briefly; a revocation event drops the
-cached entry at once. Cookie-authenticated unsafe requests must pass the CSRF check.
+cached entry at once. A JWT is also only as good as its session (`sid` claim: a login, or
+the API key it was minted from): auth is asked whether the session is live and its user
+exists, with the same short cache and the same revocation. Cookie-authenticated unsafe
+requests must pass the CSRF check, whose token is bound to the login's JWT.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 # Answers {"username", "key_id"} for a valid key, None for an unknown or revoked one.
 KeyChecker = Callable[[str], Awaitable[dict[str, Any] | None]]
+# Answers {"username", "key_id": sid} for a live session, None for an ended one.
+SessionChecker = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,9 @@ class Principal:
 
 
 class ApiKeyCache:
-    """Short cache of API-key answers, keyed by the key's SHA-256 (never the secret)."""
+    """Short cache of auth's answers about a credential (an API key, a session id), keyed
+    by its SHA-256 (never an API key's secret). `revoke(id)` drops the answers whose
+    `key_id` is id."""
 
     def __init__(self, check: KeyChecker, ttl: float) -> None:
         self._check = check
@@ -68,16 +75,18 @@ class ApiKeyCache:
 
 class Authenticator:
     def __init__(self, *, multi_user: bool, verifier: TokenVerifier,
-                 api_keys: ApiKeyCache) -> None:
+                 api_keys: ApiKeyCache, sessions: ApiKeyCache) -> None:
         self.multi_user = multi_user
         self.verifier = verifier
         self.api_keys = api_keys
+        self.sessions = sessions
         # called with the credential id of every `plotline.auth.<id>.revoked` event this
         # process hears (push closes the sockets that hold it)
         self.on_revoked: list[Callable[[str], Any]] = []
 
     def revoked(self, credential: str) -> None:
         self.api_keys.revoke(credential)
+        self.sessions.revoke(credential)
         for listener in self.on_revoked:
             listener(credential)
 
@@ -89,10 +98,22 @@ class Authenticator:
                 raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
             return Principal(answer["username"], "apikey", answer.get("key_id"),
                              credential=answer.get("key_id"))
+        principal, _ = await self._from_jwt(token, via)
+        return principal
+
+    async def _from_jwt(self, token: str, via: str) -> tuple[Principal, dict[str, Any]]:
         claims = await self.verifier.verify(token)
         sid = claims.raw.get("sid")
-        return Principal(claims.sub, via, credential=sid if isinstance(sid, str) else None,
-                         expires=float(claims.exp))
+        if not isinstance(sid, str) or not sid:
+            raise Unauthorized("token names no session; sign in again", code="invalid_token")
+        # A signature proves auth issued the token, not that it still stands: the session
+        # may have been signed out, its API key revoked, its user never have existed here.
+        live = await self.sessions.lookup(sid)
+        if live is None or live.get("username") != claims.sub:
+            raise Unauthorized("session ended (signed out, key revoked or unknown user)",
+                               code="session_ended")
+        return Principal(claims.sub, via, credential=sid,
+                         expires=float(claims.exp)), claims.raw
 
     async def resolve(self, conn: HTTPConnection, method: str = "GET") -> Principal | None:
         """The caller, or None when anonymous (multi-user mode only)."""
@@ -106,28 +127,40 @@ class Authenticator:
             return await self.from_token(token.strip())
         cookie = conn.cookies.get(SESSION_COOKIE)
         if cookie:
+            principal, claims = await self._from_jwt(cookie, "cookie")
             if method.upper() not in SAFE_METHODS:
-                check_csrf(conn)
-            return await self.from_token(cookie, via="cookie")
+                check_csrf(conn, claims)
+            return principal
         return None
 
 
-def check_csrf(conn: HTTPConnection) -> None:
-    """Double-submit check: the header must echo the CSRF cookie set at login."""
+def csrf_digest(token: str) -> str:
+    """What a login JWT carries (`csrf` claim) of its CSRF token: the cookie's value alone
+    would let a token planted by a sibling subdomain pass; bound to the JWT, it cannot."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_csrf(conn: HTTPConnection, claims: dict[str, Any]) -> None:
+    """Double-submit check: the header must echo the CSRF cookie set at login, and that
+    cookie must be the one this login's JWT was issued with."""
     cookie = conn.cookies.get(CSRF_COOKIE, "")
     header = conn.headers.get(CSRF_HEADER, "")
-    if not cookie or not hmac.compare_digest(cookie.encode(), header.encode()):
+    bound = claims.get("csrf")
+    if (not cookie or not isinstance(bound, str)
+            or not hmac.compare_digest(cookie.encode(), header.encode())
+            or not hmac.compare_digest(csrf_digest(header).encode(), bound.encode())):
         raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="csrf_failed")
 
 
 async def connect_authenticator(settings: Any, bus: Any, *,
                                 jwks: Callable[[], Awaitable[dict[str, Any]]] | None = None,
-                                check_key: KeyChecker | None = None) -> Authenticator:
+                                check_key: KeyChecker | None = None,
+                                check_session: SessionChecker | None = None) -> Authenticator:
     """The Authenticator every service uses. Auth passes its own key sources; the others
     ask auth over NATS (or fetch the JWKS over HTTP when `jwks_url` is set)."""
     from .bus import Bus
     from .events import AuthVerb
-    from .names import AUTH_JWKS, AUTH_VERIFY, service_subjects
+    from .names import AUTH_JWKS, AUTH_SESSION, AUTH_VERIFY, service_subjects
     from .tokens import JWKSCache
 
     assert isinstance(bus, Bus)
@@ -147,13 +180,18 @@ async def connect_authenticator(settings: Any, bus: Any, *,
         answer = await bus.request(AUTH_VERIFY, {"key": api_key})
         return answer if answer.get("ok") else None
 
+    async def session_over_nats(sid: str) -> dict[str, Any] | None:
+        answer = await bus.request(AUTH_SESSION, {"sid": sid})
+        return answer if answer.get("ok") else None
+
     fetch = jwks or (jwks_over_http if settings.jwks_url else jwks_over_nats)
     cache = ApiKeyCache(check_key or key_over_nats, settings.api_key_cache_seconds)
+    sessions = ApiKeyCache(check_session or session_over_nats, settings.api_key_cache_seconds)
 
     verifier = TokenVerifier(JWKSCache(fetch), issuer=settings.issuer,
                              audience=settings.audience)
     authenticator = Authenticator(multi_user=settings.multi_user, verifier=verifier,
-                                  api_keys=cache)
+                                  api_keys=cache, sessions=sessions)
 
     async def on_revoked(subject: str, _event: Any) -> None:
         authenticator.revoked(subject.split(".")[2])

@@ -25,9 +25,13 @@ EVENT_SUBJECTS = "plotline.*.*.*"
 # Request-reply subjects (questions one service asks another).
 AUTH_VERIFY = "plotline.auth.verify"
 AUTH_JWKS = "plotline.auth.jwks"
+AUTH_SESSION = "plotline.auth.session"  # is the JWT session (`sid`) S still live?
 DOCS_ACCESS = "plotline.docs.access"
 DOCS_SOURCE_ACCESS = "plotline.docs.source_access"  # may U (or share key K) read source S?
 DOCS_PATCH = "plotline.docs.patch"  # two-way: a browser's patch, forwarded by push
+# Notice (not an event: three tokens, so not in the stream): a write of document D stopped
+# binding sources it granted; push has their channels' listeners ask again.
+DOCS_UNBOUND = "plotline.docs.unbound"
 DATA_ACCESS = "plotline.data.access"  # may U (via doc D / share key K) read source S?
 
 # Login cookie and its CSRF companion (double-submit: the companion is readable by JS and
@@ -48,3 +52,36 @@ def event_subject(service: str, entity_id: str, verb: str) -> str:
 def service_subjects(service: str, verb: str = "*") -> str:
     """Wildcard over every entity of one service, e.g. all revocations."""
     return f"plotline.{service}.*.{verb}"
+
+
+# The internal port of every process: health, readiness and metrics, for probes and
+# Prometheus only. No Ingress or nginx route reaches it; the public port answers 404 here.
+INTERNAL_PATHS = ("/healthz", "/readyz", "/metrics")
+PUBLIC_PORT_NAME = "http"  # the chart's container/Service port names
+INTERNAL_PORT_NAME = "internal"
+INTERNAL_IP = "127.0.0.1"  # `plotline serve --internal-ip` default; --internal-port: --port + 1
+
+# HTTP methods that get a metrics label of their own; any other is counted as "other".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def nats_user(service: str) -> str:
+    """The NATS user each service authenticates as (embedded, stack and chart alike)."""
+    return f"plotline-{service}"
+
+
+def nats_permissions(service: str) -> dict[str, dict[str, list[str]]]:
+    """What a service's NATS user may not do (deny lists, so a new question between services
+    needs no change here): publish another service's events, answer (subscribe to)
+    another service's questions, and, but for push, forward a browser's patch."""
+    others = [s for s in SERVICES if s != service]
+    publish = [f"plotline.{other}.*.*" for other in others]
+    if service != "push":
+        publish.append(DOCS_PATCH)
+    return {"publish": {"deny": publish},
+            "subscribe": {"deny": [f"plotline.{other}.*" for other in others]}}
+
+
+def nats_env(service: str) -> tuple[str, str]:
+    """The variables carrying a service's NATS credentials (fields nats_user/nats_password)."""
+    return f"PLOTLINE_{service.upper()}_NATS_USER", f"PLOTLINE_{service.upper()}_NATS_PASSWORD"

@@ -15,6 +15,10 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLOTLINE_", extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # Every NATS connection authenticates: this service's user (names.nats_user) and
+    # password. (Credentials inside nats_url, nats://user:pass@host, work as well.)
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
     kv_url: str = "memory://"
     blob_url: str = "memory://"
     azure_connection_string: SecretStr | None = None
@@ -28,7 +32,17 @@ class ServiceSettings(BaseSettings):
     # event drops it at once, this only bounds the damage of a lost event.
     api_key_cache_seconds: float = 10.0
     max_body_bytes: int = 1 << 20
+    # Proxies (CIDRs) whose X-Forwarded-For is believed for the client address that login
+    # throttling and anonymous socket limits count (services/common/clientaddr.py). Empty:
+    # the socket's peer, always. The stack and the chart set their proxies here.
+    trusted_proxies: list[str] = []
     dev: bool = False
+
+    def nats_credentials(self) -> dict[str, str]:
+        """Keyword arguments for Bus.connect: user and password, when configured."""
+        if self.nats_user is None or self.nats_password is None:
+            return {}
+        return {"user": self.nats_user, "password": self.nats_password.get_secret_value()}
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> ServiceSettings:

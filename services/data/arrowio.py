@@ -6,8 +6,10 @@ import hashlib
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .dtypes import DTYPES, DataError, DataTooLarge, check_names, dtype_name, is_datetime, is_float
+from .ipcsize import decoded_size
 
 
 def table_from_arrow(body: bytes, *, max_bytes: int | None = None) -> pa.Table:
@@ -15,7 +17,10 @@ def table_from_arrow(body: bytes, *, max_bytes: int | None = None) -> pa.Table:
     types a source cannot (nested, binary, decimal...). Dictionary columns are decoded, large
     and view strings become strings, float16 float32, dates and timestamps datetime64[ms] or
     [us] (UTC; nanoseconds truncated to microseconds, as Bokeh's datetime conversion does).
-    `max_bytes` bounds the decoded size (DataTooLarge), checked batch by batch.
+    `max_bytes` bounds the decoded size (DataTooLarge): the sizes the batches' metadata
+    declare are summed before any is decoded (a tiny compressed body can decode to
+    gigabytes), and the columns that grow when normalised (dictionary and view columns)
+    are measured before they are.
     """
     if not isinstance(body, bytes | bytearray | memoryview):
         raise DataError("an Arrow body must be bytes")
@@ -24,25 +29,69 @@ def table_from_arrow(body: bytes, *, max_bytes: int | None = None) -> pa.Table:
     buf = pa.py_buffer(body)
     try:
         try:
-            reader = pa.ipc.open_stream(buf)
+            reader, is_file = pa.ipc.open_stream(buf), False  # (reads only the schema)
         except pa.ArrowInvalid:
+            is_file = True
+        if max_bytes is not None:  # before anything is decompressed
+            _check_size(decoded_size(buf, file=is_file), max_bytes)
+        if is_file:
             reader = pa.ipc.open_file(buf)
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
         else:
             batches = iter(reader)
-        kept, size = [], 0
-        for batch in batches:
-            size += batch.nbytes
-            if max_bytes is not None and size > max_bytes:
-                raise DataTooLarge(f"the Arrow data decodes to more than {max_bytes} bytes")
-            kept.append(batch)
-        table = pa.Table.from_batches(kept, schema=reader.schema)
+        table = pa.Table.from_batches(list(batches), schema=reader.schema)
         table.validate(full=True)
     except (pa.ArrowException, OSError, ValueError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(f"not a readable Arrow IPC stream or file: {e}") from None
+    if max_bytes is not None:
+        # a dictionary or view column may reference one long value from every row
+        _check_size(sum(_normalised_bytes(col) for col in table.columns), max_bytes)
     return normalise(table)
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise DataTooLarge(f"the Arrow data decodes to {size} bytes, more than the "
+                           f"limit of {max_bytes}")
+
+
+_STEP = 1 << 20  # rows per step when measuring a dictionary column (bounded temporaries)
+
+
+def _normalised_bytes(col: pa.ChunkedArray) -> int:
+    """About how many bytes `col` takes once normalised; exact for the columns that can
+    grow without bound: dictionaries (decoded) and string views (copied out)."""
+    t = col.type
+    value_type = t.value_type if pa.types.is_dictionary(t) else t
+    if not (pa.types.is_dictionary(t) or pa.types.is_string_view(t)):
+        return col.get_total_buffer_size()
+    rows = len(col)
+    if not _is_text(value_type):  # fixed width, or a type normalise refuses anyway
+        return rows * max(getattr(value_type, "byte_width", 8), 1)
+    total = 4 * (rows + 1)  # the int32 offsets of the string column it becomes
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(t):
+            lengths = _lengths(chunk.dictionary)
+            for i in range(0, len(chunk), _STEP):
+                total += pc.sum(pc.take(lengths, chunk.indices.slice(i, _STEP))).as_py() or 0
+        else:
+            total += pc.sum(_lengths(chunk)).as_py() or 0
+    return total
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _lengths(array: pa.Array) -> pa.Array:
+    """Each value's length in bytes (int64) of a string, large string or string view array."""
+    if pa.types.is_string_view(array.type):
+        # (no compute kernel takes views yet) a view is 16 bytes, the first 4 its length
+        views = np.frombuffer(array.buffers()[1], dtype=np.int32).reshape(-1, 4)
+        return pa.array(views[array.offset:array.offset + len(array), 0].astype(np.int64))
+    return pc.binary_length(array).cast(pa.int64())
 
 
 def normalise(table: pa.Table) -> pa.Table:

@@ -22,6 +22,15 @@ class DataSettings(ServiceSettings):
     # Merge a source's chunks into one when it has more than this many.
     max_chunks: int = 64
     max_write_retries: int = 50
+    # Rasters (GET .../aggregate): a side may be up to a 4K screen's width (3840 px), the
+    # whole up to 4 Mi pixels (2048 x 2048, or a full-width 3840 x 1092 strip). A 4096 x
+    # 4096 count grid is 64 MiB to compute and ~40 MB of JSON to send, for more pixels than
+    # any screen shows.
+    max_raster_side: int = 4096
+    max_raster_pixels: int = 4 << 20
+    # Downsamples and rasters run in worker threads, at most this many at once (the rest
+    # wait their turn), so a burst of them neither stalls the event loop nor takes every core.
+    view_threads: int = 2
     # Compile datashader's kernels at start (seconds of CPU in a background thread); the
     # service reports ready only after, so its first aggregate does not stall.
     warm_up: bool = True

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from .dtypes import (
     DataError,
+    DataTooLarge,
     arrow_type,
     check_names,
     dtype_name,
@@ -31,7 +32,7 @@ from .dtypes import (
     is_int,
     quote_names,
 )
-from .wire import decode_column, map_entries, numpy_default, short
+from .wire import declared_bytes, decode_column, map_entries, numpy_default, short
 
 _NONE = type(None)
 _NUMBER_WORDS = {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "inf": math.inf,
@@ -57,7 +58,7 @@ def table_from_json(columns: Any, dtypes: Any = None, *, max_bytes: int | None =
 
     `dtypes` (`{name: dtype}`) fixes a column's type; without it the type is inferred (ints
     int64, any float float64, bools bool, strings string) and an empty or all-null column is
-    refused. `max_bytes` bounds the decoded size of binary ndarray encodings (DataTooLarge).
+    refused. `max_bytes` bounds the decoded size of the columns together (DataTooLarge).
     """
     if type(columns) is dict and columns.get("type") == "map":
         columns = map_entries(columns)
@@ -73,6 +74,13 @@ def table_from_json(columns: Any, dtypes: Any = None, *, max_bytes: int | None =
     if unknown:
         raise DataError(f"dtypes names columns that are not given: {quote_names(unknown)}")
     targets = {n: _declared(n, d) for n, d in dtypes.items()}
+    if max_bytes is not None:
+        # before decoding any: a gzipped ndarray is a JSON body's compression bomb (its
+        # shape is the sender's word), and every column may carry one
+        size = sum(declared_bytes(columns[n]) for n in names)
+        if size > max_bytes:
+            raise DataTooLarge(f"the columns decode to {size} bytes, more than the limit "
+                               f"of {max_bytes}")
     decoded = [decode_column(columns[n], n, max_bytes) for n in names]
     lengths = {n: len(values) for n, (values, _) in zip(names, decoded, strict=True)}
     if len(set(lengths.values())) > 1:

@@ -9,22 +9,21 @@ from typing import Any
 
 import pyarrow as pa
 
+from services.common.errors import Unprocessable
+
 MAX_COLUMNS = 1000
 MAX_NAME_LENGTH = 200
 
 
-class DataError(ValueError):
+class DataError(Unprocessable, ValueError):
     """Bad column data, a bad append / patch, or a bad Arrow body (HTTP 422).
 
-    The message is shown to the user as the error's `detail`.
+    The message is shown to the user as the error's `detail`. Also a ValueError, as bad
+    input is in Python: the pure column code is used (and tested) outside any route, where
+    `except ValueError` is the natural catch.
     """
 
-    status = 422
     code = "invalid_data"
-
-    @property
-    def detail(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class DataTooLarge(DataError):

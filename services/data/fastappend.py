@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
-from services.common.errors import Unprocessable
+from services.common.errors import Unauthorized, Unprocessable
 from services.common.front import Front, header, read_body, send_json
 from services.common.names import SERVICE_PREFIXES
 
@@ -34,9 +34,11 @@ class FastAppend(Front):
 
     async def answer(self, scope: Scope, source_id: str, receive: Receive, send: Send) -> int:
         principal = await self.state.authenticator.resolve(HTTPConnection(scope), "POST")
+        if principal is None:  # as the route's CurrentUser: who, before what
+            raise Unauthorized()
         body = await read_body(scope, receive, self.state.max_body_bytes)
         batch, rollover = append_input(body, header(scope, b"content-type"),
-                                       _rollover(scope))
+                                       _rollover(scope), self.state.max_body_bytes)
         m = await self.state.data.append(source_id, principal, batch, rollover)
         return await send_json(send, 200, version(m))
 

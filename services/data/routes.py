@@ -6,14 +6,14 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.deps import CurrentUser, MaybeUser
-from services.common.errors import Unprocessable
+from services.common.errors import Unprocessable, errors
 from services.common.names import SERVICE_PREFIXES
 
 from . import columns as cols
-from .service import DataService, http_error
+from .service import DataService
 
 router = APIRouter(prefix=SERVICE_PREFIXES["data"], tags=["data"])
 ARROW = "application/vnd.apache.arrow.stream"
@@ -57,15 +57,72 @@ class ColumnIn(BaseModel):
     dtype: str | None = None
 
 
+# Answers. Extra keys pass through, so a field the service adds is not silently dropped.
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SourceListed(Out):
+    id: str
+    name: str
+    owner: str
+    version: int
+    rows: int
+
+
+class ColumnOut(Out):
+    name: str
+    dtype: str
+    hash: str
+
+
+class SourceOut(SourceListed):
+    rollover: int | None
+    created: float
+    updated: float
+    columns: list[ColumnOut]
+
+
+class VersionOut(Out):
+    version: int
+    rows: int = Field(description="the source's rows after the change")
+
+
+class RowsOut(Out):
+    version: int
+    rows: int = Field(description="the rows in this answer")
+    columns: dict[str, list[Any]]
+
+
+class PointsOut(Out):
+    version: int
+    x: list[Any]
+    y: list[Any]
+    n: int
+
+
+class RasterOut(Out):
+    version: int
+    agg: str
+    width: int
+    height: int
+    grid: list[list[float | None]] = Field(description="row 0 = lowest y; null = no data")
+
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+# Error statuses by kind of operation. Every call may carry credentials (401 when they are
+# bad, 503 when the session check or a document's grant is unreachable); a missing or
+# unreadable id is 404 (401 anonymous); a change can be refused (403: read-only), lose to
+# too many writers (409 busy) or carry a body (413, 422; 400 when FastAPI cannot decode it:
+# create and append read their bodies themselves, and answer 422).
+LIST = errors(401, 503)
+READ = errors(401, 403, 404, 422, 503)
+CHANGE = errors(401, 403, 404, 409, 413, 422, 503)
+WITH_BODY = errors(400, 401, 403, 404, 409, 413, 422, 503)
+
+
 def is_arrow(content_type: str) -> bool:
     return content_type.split(";")[0].strip() in (ARROW, "application/vnd.apache.arrow.file")
-
-
-def table_of(build, *args):  # type: ignore[no-untyped-def]
-    try:
-        return build(*args)
-    except cols.DataError as exc:
-        raise http_error(exc) from exc
 
 
 def parse_json(body: bytes, model: type[BaseModel]) -> Any:
@@ -83,38 +140,42 @@ def version(m: dict[str, Any]) -> dict[str, int]:
     return {"version": m["version"], "rows": m["rows"]}
 
 
-@router.get("/sources")
+@router.get("/sources", response_model=list[SourceListed], responses=LIST)
 async def list_sources(user: MaybeUser, data: Data) -> list[dict[str, Any]]:
     """My sources."""
     return await data.list_for(user)
 
 
-@router.post("/sources", status_code=status.HTTP_201_CREATED, openapi_extra={
-    "requestBody": {"content": {"application/json": {"schema": CreateIn.model_json_schema()},
-                                ARROW: {"schema": {"type": "string", "format": "binary"}}}}})
+@router.post("/sources", status_code=status.HTTP_201_CREATED, response_model=SourceOut,
+             responses=CHANGE, openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": CreateIn.model_json_schema()},
+                 ARROW: BINARY}}})
 async def create_source(request: Request, user: CurrentUser, data: Data,
                         name: str | None = None, rollover: int | None = None) -> dict:
     """Create from JSON columns, or from an Arrow IPC body (`?name=&rollover=`)."""
     if is_arrow(request.headers.get("content-type", "")):
-        table = table_of(cols.table_from_arrow, await request.body())
+        table = cols.table_from_arrow(await request.body(),
+                                      max_bytes=data.settings.max_body_bytes)
         if not name:
             raise Unprocessable("an Arrow body needs ?name=")
     else:
         body = await json_body(request, CreateIn)
         name, rollover = body.name, body.rollover
-        table = table_of(cols.table_from_json, body.columns, body.dtypes)
+        table = cols.table_from_json(body.columns, body.dtypes,
+                                     max_bytes=data.settings.max_body_bytes)
     if rollover is not None and rollover < 0:
         raise Unprocessable("rollover must be >= 0")
     return await data.create(user, name, table, rollover)
 
 
-@router.get("/sources/{source_id}")
+@router.get("/sources/{source_id}", response_model=SourceOut, responses=READ)
 async def describe(source_id: str, user: MaybeUser, data: Data, through: Via) -> dict:
     """Rows, version, rollover, and each column's dtype and content hash."""
     return await data.describe_source(source_id, user, through)
 
 
-@router.get("/sources/{source_id}/data")
+@router.get("/sources/{source_id}/data", response_model=RowsOut,
+            responses={200: {"content": {ARROW: BINARY}}, **READ})
 async def read_rows(source_id: str, request: Request, user: MaybeUser, data: Data,
                     through: Via, columns: str | None = None, start: int | None = None,
                     stop: int | None = None) -> Response:
@@ -129,15 +190,18 @@ async def read_rows(source_id: str, request: Request, user: MaybeUser, data: Dat
                     media_type="application/json", headers=headers)
 
 
-def append_input(body: bytes, content_type: str, rollover: int | None
+def append_input(body: bytes, content_type: str, rollover: int | None, max_bytes: int
                  ) -> tuple[Any, int | None]:
-    """An append's rows (an Arrow table, or the JSON columns) and its rollover; shared by
-    this route and its front door (fastappend.py)."""
+    """An append's rows (an Arrow table, or the JSON columns) and its rollover (`?rollover=`,
+    or the JSON body's, which wins when given); shared by this route and its front door
+    (fastappend.py). `max_bytes` bounds the decoded Arrow rows (JSON: DataService.append)."""
     if is_arrow(content_type):
-        batch = table_of(cols.table_from_arrow, body)
+        batch = cols.table_from_arrow(body, max_bytes=max_bytes)
     else:
         parsed = parse_json(body, AppendIn)
-        batch, rollover = parsed.columns, parsed.rollover
+        batch = parsed.columns
+        if parsed.rollover is not None:
+            rollover = parsed.rollover
     if rollover is not None and rollover < 0:
         raise Unprocessable("rollover must be >= 0")
     return batch, rollover
@@ -145,38 +209,46 @@ def append_input(body: bytes, content_type: str, rollover: int | None
 
 # Requests are answered by fastappend.FastAppend before they reach FastAPI; this route is
 # their OpenAPI description (and serves an app used without its front door).
-@router.post("/sources/{source_id}/append")
-async def append(source_id: str, request: Request, user: MaybeUser, data: Data,
+@router.post("/sources/{source_id}/append", response_model=VersionOut, responses=CHANGE,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": AppendIn.model_json_schema()},
+                 ARROW: BINARY}}})
+async def append(source_id: str, request: Request, user: CurrentUser, data: Data,
                  rollover: int | None = None) -> dict[str, int]:
     """Stream rows in (JSON columns or Arrow); acknowledged once durable."""
     batch, rollover = append_input(await request.body(),
-                                   request.headers.get("content-type", ""), rollover)
+                                   request.headers.get("content-type", ""), rollover,
+                                   data.settings.max_body_bytes)
     return version(await data.append(source_id, user, batch, rollover))
 
 
-@router.post("/sources/{source_id}/patch")
-async def patch(source_id: str, body: PatchIn, user: MaybeUser, data: Data) -> dict:
+@router.post("/sources/{source_id}/patch", response_model=VersionOut, responses=WITH_BODY)
+async def patch(source_id: str, body: PatchIn, user: CurrentUser, data: Data) -> dict:
     """Change cells: `{"patches": {col: [[index or slice, value], ...]}}` as Bokeh does."""
     return version(await data.patch(source_id, user, body.patches))
 
 
-@router.put("/sources/{source_id}/columns/{name}")
-async def put_column(source_id: str, name: str, body: ColumnIn, user: MaybeUser,
+@router.put("/sources/{source_id}/columns/{name}", response_model=VersionOut,
+            responses=WITH_BODY)
+async def put_column(source_id: str, name: str, body: ColumnIn, user: CurrentUser,
                      data: Data) -> dict[str, int]:
     """Add or replace one column."""
-    column = table_of(cols.table_from_json, {name: body.values},
-                      {name: body.dtype} if body.dtype else None)  # one-column table
+    column = cols.table_from_json({name: body.values},
+                                  {name: body.dtype} if body.dtype else None,  # one column
+                                  max_bytes=data.settings.max_body_bytes)
     return version(await data.set_column(source_id, user, name, column))
 
 
-@router.delete("/sources/{source_id}/columns/{name}")
-async def delete_column(source_id: str, name: str, user: MaybeUser, data: Data) -> dict:
+@router.delete("/sources/{source_id}/columns/{name}", response_model=VersionOut,
+               responses=CHANGE)
+async def delete_column(source_id: str, name: str, user: CurrentUser, data: Data) -> dict:
     """Remove one column."""
     return version(await data.set_column(source_id, user, name, None))
 
 
-@router.delete("/sources/{source_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_source(source_id: str, user: MaybeUser, data: Data) -> None:
+@router.delete("/sources/{source_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=CHANGE)
+async def delete_source(source_id: str, user: CurrentUser, data: Data) -> None:
     """Delete the source and its data."""
     await data.delete(source_id, user)
 
@@ -197,7 +269,7 @@ def parse_range(text: str | None, name: str) -> tuple[float, float] | None:
     return lo, hi
 
 
-@router.get("/sources/{source_id}/downsample")
+@router.get("/sources/{source_id}/downsample", response_model=PointsOut, responses=READ)
 async def downsample(source_id: str, user: MaybeUser, x: str, y: str,
                      views: Annotated[Any, Depends(get_views)], through: Via, n: int = 2000,
                      method: str = "minmaxlttb", x0: float | None = None,
@@ -206,8 +278,8 @@ async def downsample(source_id: str, user: MaybeUser, x: str, y: str,
     return await views.downsample(source_id, user, x, y, n, method, x0, x1, through)
 
 
-@router.get("/sources/{source_id}/aggregate", responses={200: {"content": {
-    "image/png": {}, "application/json": {}}}})
+@router.get("/sources/{source_id}/aggregate", response_model=RasterOut,
+            responses={200: {"content": {"image/png": BINARY}}, **READ})
 async def aggregate(source_id: str, request: Request, user: MaybeUser, x: str, y: str,
                     views: Annotated[Any, Depends(get_views)], through: Via, width: int = 800,
                     height: int = 600, x_range: str | None = None, y_range: str | None = None,
@@ -215,14 +287,10 @@ async def aggregate(source_id: str, request: Request, user: MaybeUser, x: str, y
                     format: str | None = None) -> Response:
     """A raster of the points (count, sum or mean per pixel): PNG (`format=png` or
     `Accept: image/png`) or a JSON array, row 0 = lowest y."""
-    from .large import to_png
-
-    m, grid = await views.aggregate(source_id, user, x, y, width, height,
-                                    parse_range(x_range, "x_range"),
-                                    parse_range(y_range, "y_range"), agg, value, through)
-    headers = {"X-Plotline-Version": str(m["version"])}
-    if format == "png" or "image/png" in request.headers.get("accept", ""):
-        return Response(to_png(grid), media_type="image/png", headers=headers)
-    body = {"version": m["version"], "agg": agg, "width": width, "height": height,
-            "grid": [[None if v != v else v for v in row] for row in grid.tolist()]}
-    return Response(json.dumps(body), media_type="application/json", headers=headers)
+    png = format == "png" or "image/png" in request.headers.get("accept", "")
+    m, content = await views.aggregate(source_id, user, x, y, width, height,
+                                       parse_range(x_range, "x_range"),
+                                       parse_range(y_range, "y_range"), agg, value, through,
+                                       png=png)
+    return Response(content, media_type="image/png" if png else "application/json",
+                    headers={"X-Plotline-Version": str(m["version"])})

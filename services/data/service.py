@@ -18,15 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from services.common.bus import Bus
-from services.common.errors import (
-    Conflict,
-    Forbidden,
-    NotFound,
-    PayloadTooLarge,
-    PlotlineError,
-    Unauthorized,
-    Unprocessable,
-)
+from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized
 from services.common.events import DataVerb
 from services.common.identity import Principal
 from services.common.stores.kv import VersionConflict
@@ -41,12 +33,6 @@ Via = tuple[str | None, str | None]  # (document id, its share key) a reader com
 # A change: (manifest to edit in place, current rows) -> (event data, new rows, chunks
 # written to the blob store, blob names no longer referenced).
 Change = Callable[[Manifest, pa.Table], Awaitable[tuple[dict, pa.Table, list, list]]]
-
-
-def http_error(exc: cols.DataError) -> PlotlineError:
-    """The column errors carry their status: 404 unknown column, 413 too large, else 422."""
-    kind = {404: NotFound, 413: PayloadTooLarge}.get(exc.status, Unprocessable)
-    return kind(str(exc), code=exc.code)
 
 
 def summary(m: Manifest, hashes: dict[str, str]) -> dict[str, Any]:
@@ -148,10 +134,7 @@ class DataService:
                    via: Via = (None, None)) -> tuple[Manifest, pa.Table]:
         m, _ = await self.manifest(source_id, principal, via=via)
         table = await self.repo.load(m)
-        try:
-            return m, cols.slice_rows(cols.select(table, names), start, stop)
-        except cols.DataError as exc:
-            raise http_error(exc) from exc
+        return m, cols.slice_rows(cols.select(table, names), start, stop)
 
     async def _write(self, source_id: str, principal: Principal | None, verb: DataVerb,
                      change: Change, *, await_ack: bool = True) -> Manifest:
@@ -161,10 +144,7 @@ class DataService:
                 m, kv_version = await self.manifest(source_id, principal, write=True,
                                                     ours=attempt == 0)
                 table = await self.repo.load(m)
-                try:
-                    data, table, written, dropped = await change(m, table)
-                except cols.DataError as exc:
-                    raise http_error(exc) from exc
+                data, table, written, dropped = await change(m, table)
                 m["version"] += 1
                 m["rows"] = table.num_rows
                 m["updated"] = time.time()
@@ -194,7 +174,8 @@ class DataService:
         async def change(m: Manifest, table: pa.Table):  # type: ignore[no-untyped-def]
             keep = rollover if rollover is not None else m["rollover"]
             conformed = (cols.conform(table.schema, batch) if isinstance(batch, pa.Table)
-                         else cols.json_batch(table.schema, batch))
+                         else cols.json_batch(table.schema, batch,
+                                              max_bytes=self.settings.max_body_bytes))
             new = cols.stream(table, conformed, keep)
             written = await self.repo.add_chunk(m, m["version"] + 1, conformed,
                                                 self.settings.inline_tail_bytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import zlib
 from typing import Any
 
@@ -54,6 +55,23 @@ def decode_column(value: Any, name: str, max_bytes: int | None
             if type(entries) is list:
                 return entries, None
     raise DataError(f"column {name!r} must be a list of values")
+
+
+def declared_bytes(value: Any) -> int:
+    """About how many bytes a column decodes to, from its encoding alone (8 per listed
+    value; an ndarray's shape times its itemsize, before its data is decoded)."""
+    if type(value) is dict and value.get("type") == "array":
+        value = value.get("entries")
+    if type(value) in (list, tuple):
+        return 8 * len(value)
+    if type(value) is dict and value.get("type") == "ndarray":
+        shape, dtype = value.get("shape"), value.get("dtype")
+        if type(shape) is list and all(type(k) is int and k >= 0 for k in shape) \
+                and dtype in _NUMPY_DTYPES:
+            return math.prod(shape) * np.dtype(dtype).itemsize
+        data = value.get("array")
+        return 8 * len(data) if type(data) is list else 0  # (else refused when decoded)
+    return 0
 
 
 def _decode_ndarray(rep: dict, name: str, max_bytes: int | None

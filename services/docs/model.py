@@ -62,6 +62,9 @@ class Doc:
         self.callbacks = callbacks
         self.defs = defs
         self._refs: dict[str, list[str]] = {}  # model id -> ids it references, computed lazily
+        # bytes of its stored form when last read or written (0: not known yet); tells the
+        # repository whether serialising it is worth a worker thread
+        self.size_hint = 0
 
     def __repr__(self) -> str:
         return f"<Doc {self.title!r}: {len(self.roots)} roots, {len(self.models)} models>"

@@ -36,6 +36,13 @@ BOKEH_FILES = tuple(f"js/{name}.min.js" for name in
                     ("bokeh", "bokeh-gl", "bokeh-widgets", "bokeh-tables", "bokeh-api"))
 IMMUTABLE = "public, max-age=31536000, immutable"
 PRIVATE = "private, no-cache"
+# Every page's policy: scripts only from here (no inline script, no inline event handlers,
+# no eval: markup a document carries in a Div cannot run as the viewer), styles also
+# inline (BokehJS injects its own), never framed by another site.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'self'")
 JS = "application/javascript; charset=utf-8"
 MAX_SHARE_KEY = 200
 
@@ -111,7 +118,8 @@ def page(request: Request, title: str, body: Safe, *, user: Principal | None,
     text = render("base.html", title=title, css=asset_url(prefix, "style.css"),
                   head=Safe(scripts + head), page=kind, home=f"{prefix}/", user=who, body=body)
     return HTMLResponse(text, status, headers={"Cache-Control": PRIVATE,
-                                               "Referrer-Policy": "same-origin"})
+                                               "Content-Security-Policy": PAGE_CSP,
+                                               "X-Frame-Options": "SAMEORIGIN"})
 
 
 def error_page(request: Request, status: int, message: str, *, user: Principal | None,

@@ -15,21 +15,21 @@ from typing import Any
 
 import numpy as np
 
+from services.common.errors import Unprocessable
+
 # Longest document title, for every way of setting one (create, PUT, TitleChanged).
 MAX_TITLE = 200
 
 # --- errors ---------------------------------------------------------------------------------
 
 
-class DocumentError(ValueError):
-    """Bad document JSON or a bad event; the message is shown to the user (HTTP 422)."""
+class DocumentError(Unprocessable, ValueError):
+    """Bad document JSON or a bad event; the message is shown to the user (HTTP 422).
 
-    status = 422
+    Also a ValueError, as bad input is in Python: the model is pure and used (and tested)
+    outside any route."""
+
     code = "invalid_document"
-
-    @property
-    def detail(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class ModelExists(DocumentError):

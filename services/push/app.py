@@ -26,8 +26,7 @@ async def websocket(ws: WebSocket) -> None:
     state = ws.app.state
     await ws.accept()  # refusals are close codes (handshake.py)
     try:
-        principal = await admit(ws, state.settings.allowed_origins, state.authenticator,
-                                state.slots)
+        principal, slot = await admit(ws, state.settings, state.authenticator, state.slots)
     except Refused as refused:
         await ws.close(code=refused.code, reason=refused.reason)
         return
@@ -36,7 +35,7 @@ async def websocket(ws: WebSocket) -> None:
         await serve(ws, principal, state.bus, state.hub, state.settings)
     finally:
         CONNECTIONS.dec()
-        state.slots.give(principal)
+        state.slots.give(slot)
 
 
 def create_app(settings: PushSettings | None = None) -> FastAPI:
@@ -44,13 +43,17 @@ def create_app(settings: PushSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        bus = await Bus.connect(settings.nats_url, "push")  # push keeps nothing durable
+        # push keeps nothing durable
+        bus = await Bus.connect(settings.nats_url, "push", **settings.nats_credentials())
         try:
             await bus.ensure_stream()
             app.state.settings, app.state.bus, app.state.hub = settings, bus, Hub(bus)
-            app.state.slots = Slots(settings.max_connections_per_user)
+            app.state.slots = Slots(settings.max_connections_per_user,
+                                    settings.max_anonymous_per_address)
             await app.state.hub.watch_revocations()
             app.state.authenticator = await connect_authenticator(settings, bus)
+            # a revoked API key or login session closes the sockets opened with it
+            app.state.authenticator.on_revoked.append(app.state.hub.credential_revoked)
 
             async def nats() -> bool:
                 return bool(bus.connected)

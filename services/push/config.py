@@ -26,8 +26,12 @@ class PushSettings(ServiceSettings):
     # Channels one connection may hold at once (each costs a little memory everywhere).
     max_channels: int = 1000
     # Sockets one signed-in user may hold open on one replica (4429 past it), so one
-    # runaway script cannot take a replica's memory; anonymous viewers of published
-    # documents are not counted (a public page may have many).
+    # runaway script cannot take a replica's memory. Only sockets that present credentials
+    # count: in single-user mode every anonymous viewer is `defaultuser` too.
     max_connections_per_user: int = 100
+    # Sockets without credentials (viewers of published documents, and every viewer in
+    # single-user mode) one client address may hold open on one replica (4429 past it):
+    # a public page may have many viewers, one host may not take a replica's memory.
+    max_anonymous_per_address: int = 1000
     # Events replayed for `since` at most (older history: resync).
     max_replay: int = 10_000

@@ -30,6 +30,7 @@ from services.common.names import DOCS_PATCH
 
 from . import channels, recovery
 from .config import PushSettings
+from .handshake import BAD_CREDENTIALS
 from .hub import DROPS, LATENCY, MESSAGES_OUT, Hub, encode
 
 log = logging.getLogger("plotline.push")
@@ -78,6 +79,17 @@ class Connection:
         self._refilled = time.monotonic()
         self._throttled = False
         self._tasks: set[asyncio.Task[None]] = set()  # access rechecks under way
+        # A socket lives no longer than the credentials it was opened with: their
+        # revocation (Hub.credential_revoked) or a JWT's `exp` closes it with 4401.
+        self.credential = principal.credential if principal else None
+        if self.credential:
+            hub.hold(self.credential, self)
+        self._expiry: asyncio.TimerHandle | None = None
+        if principal is not None and principal.expires is not None:
+            # exp is wall-clock time; call_later runs on the loop's monotonic clock
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, principal.expires - time.time()), self.credentials_ended,
+                "credentials expired")
 
     # --- events in (called by the Hub, synchronously) -------------------------------------
     def offer(self, channel: str, seq: int | None, frame: str, born: float) -> None:
@@ -118,6 +130,10 @@ class Connection:
         if not self.closing:
             self.closing = (code, reason)
             self.sink.close(code, reason)
+
+    def credentials_ended(self, reason: str) -> None:
+        """Revoked or expired: nothing more goes out, and no further op (a `patch`) runs."""
+        self.close_for(BAD_CREDENTIALS, reason)
 
     def reply(self, op: str, **fields: Any) -> None:
         self.push(json.dumps({"op": op, **fields}, separators=(",", ":")))
@@ -175,7 +191,7 @@ class Connection:
     async def handle(self, text: str) -> None:
         try:
             op = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply, e.g. [[[[
             return self.error("invalid_json", "frames are JSON objects, e.g. {\"op\":\"ping\"}")
         if not isinstance(op, dict) or not isinstance(op.get("op"), str):
             return self.error("invalid_op", "a frame is an object with an \"op\" string")
@@ -290,6 +306,10 @@ class Connection:
     async def forget_all(self) -> None:
         """The client is gone: stop its work and leave every channel."""
         self.closing = self.closing or (1000, "gone")
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self.credential:
+            self.hub.release(self.credential, self)
         for task in [*self._tasks, self._processing]:
             if task is not None:
                 task.cancel()

@@ -11,8 +11,10 @@ from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
+from services.common.clientaddr import client_address
 from services.common.errors import PlotlineError
 from services.common.identity import Principal
+from services.common.names import SESSION_COOKIE
 
 # 4000 + the HTTP status that would say the same
 BAD_CREDENTIALS = 4401
@@ -27,37 +29,43 @@ class Refused(Exception):
 
 
 class Slots:
-    """Open sockets per signed-in user on this replica, at most `limit` each. Anonymous
-    sockets are not counted: a published page may have any number of viewers."""
+    """Open sockets on this replica. A socket that presents credentials counts against its
+    user (at most `per_user` each), so one runaway script cannot take a replica's memory.
+    One that presents none (an anonymous viewer; in single-user mode every viewer is
+    `defaultuser`, so counting them per user would cap a public page at `per_user`
+    viewers) counts against its client address instead (at most `per_address` each)."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._held: dict[str, int] = {}
+    def __init__(self, per_user: int, per_address: int) -> None:
+        self.limits = {"user": per_user, "address": per_address}
+        self._held: dict[tuple[str, str], int] = {}
 
-    def take(self, principal: Principal | None) -> None:
-        if principal is None:
-            return
-        held = self._held.get(principal.username, 0)
-        if held >= self.limit:
-            raise Refused(TOO_MANY, f"at most {self.limit} open sockets per user")
-        self._held[principal.username] = held + 1
+    def take(self, key: tuple[str, str]) -> tuple[str, str]:
+        """Hold one slot of `key` (("user", name) or ("address", host)); give it back."""
+        held, limit = self._held.get(key, 0), self.limits[key[0]]
+        if held >= limit:
+            raise Refused(TOO_MANY, f"at most {limit} open sockets per {key[0]}")
+        self._held[key] = held + 1
+        return key
 
-    def give(self, principal: Principal | None) -> None:
-        if principal is None:
-            return
-        held = self._held.pop(principal.username) - 1
+    def give(self, key: tuple[str, str]) -> None:
+        held = self._held.pop(key) - 1
         if held:
-            self._held[principal.username] = held
+            self._held[key] = held
 
 
-async def admit(conn: HTTPConnection, allowed_origins: list[str], authenticator: Any,
-                slots: Slots) -> Principal | None:
-    """The caller (None: anonymous), holding one of its slots (give it back on close), or
+def presents_credentials(conn: HTTPConnection) -> bool:
+    return bool(conn.headers.get("authorization") or conn.cookies.get(SESSION_COOKIE)
+                or conn.query_params.get("token"))
+
+
+async def admit(conn: HTTPConnection, settings: Any, authenticator: Any,
+                slots: Slots) -> tuple[Principal | None, tuple[str, str]]:
+    """The caller (None: anonymous) and the slot it holds (give it back on close), or
     Refused. Browsers on other sites may not use their visitors' cookies: an Origin must be
     this server's own host or a listed one (no Origin: a script). Credentials as for REST
     (header, cookie), plus ?token= for browsers."""
     origin = conn.headers.get("origin")
-    if origin and origin not in allowed_origins and \
+    if origin and origin not in settings.allowed_origins and \
             urlsplit(origin).netloc != conn.headers.get("host"):
         raise Refused(BAD_ORIGIN, "origin not allowed")
     try:
@@ -66,5 +74,7 @@ async def admit(conn: HTTPConnection, allowed_origins: list[str], authenticator:
                            else authenticator.resolve(conn, "GET"))
     except PlotlineError as exc:
         raise Refused(BAD_CREDENTIALS, exc.detail[:120]) from exc
-    slots.take(principal)
-    return principal
+    if principal is not None and presents_credentials(conn):
+        return principal, slots.take(("user", principal.username))
+    # the socket's peer, or the client a trusted proxy names (as for login throttling)
+    return principal, slots.take(("address", client_address(conn, settings.trusted_proxies)))

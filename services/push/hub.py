@@ -3,6 +3,8 @@
 Connections join and leave channels; the first to join a channel subscribes this replica to
 its subject, the last to leave unsubscribes. An event is decoded and encoded into its frame
 once, then offered to every connection on the channel (each has its own bounded queue).
+Revocations fan out the same way: a revoked credential closes every connection opened
+with it, and docs' access changes make a channel's listeners ask again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.bus import Bus
 from services.common.events import DocsVerb, Event
-from services.common.names import service_subjects
+from services.common.names import DOCS_UNBOUND, service_subjects
 
 from .channels import Access, Channel, ask
 
@@ -38,6 +40,8 @@ class Listener(Protocol):
     def offer(self, channel: str, seq: int | None, frame: str, born: float) -> None: ...
 
     def recheck(self, channel: str) -> None: ...
+
+    def credentials_ended(self, reason: str) -> None: ...
 
 
 # docs events after which someone may have lost the right to read a document (and the
@@ -65,6 +69,9 @@ class Hub:
         self._answers: dict[tuple[str, str | None, str | None], tuple[float, Access]] = {}
         self._listening_since: dict[str, float] = {}
         self._seen: dict[str, int] = {}
+        # Connections by the credential they were opened with (an API key's id, a login
+        # JWT's sid): its revocation event reaches every replica, which closes them.
+        self._holders: dict[str, set[Listener]] = {}
 
     async def access(self, channel: Channel, user: str | None, share: str | None) -> Access:
         key, now = (channel.name, user, share), time.monotonic()
@@ -87,21 +94,43 @@ class Hub:
         for key in [k for k in self._answers if k[0] in names]:
             del self._answers[key]
 
+    def _recheck(self, names: set[str]) -> None:
+        for name in names:
+            for listener in list(self._listeners.get(name, ())):
+                listener.recheck(name)
+
     async def watch_revocations(self) -> None:
         """Every replica hears docs' access changes and has its listeners of the document,
         and of the sources it binds, ask again before anything more reaches them."""
 
         async def changed(subject: str, event: Event) -> None:
-            names = {f"doc:{subject.split('.')[2]}"} | {
-                f"data:{s}" for s in event.data.get("sources", []) if isinstance(s, str)}
+            names = {f"doc:{subject.split('.')[2]}"} | sources(event)
             self._forget_answers(names)
             if event.type in REVOKING:
-                for name in names:
-                    for listener in list(self._listeners.get(name, ())):
-                        listener.recheck(name)
+                self._recheck(names)
+
+        async def unbound(_: str, notice: Event) -> None:  # a write dropped bindings
+            self._forget_answers(sources(notice))
+            self._recheck(sources(notice))
 
         for verb in (*REVOKING, *GRANTING):
             await self.bus.subscribe(service_subjects("docs", verb), changed)
+        await self.bus.subscribe(DOCS_UNBOUND, unbound)
+
+    def hold(self, credential: str, listener: Listener) -> None:
+        self._holders.setdefault(credential, set()).add(listener)
+
+    def release(self, credential: str, listener: Listener) -> None:
+        holders = self._holders.get(credential)
+        if holders is not None:
+            holders.discard(listener)
+            if not holders:
+                del self._holders[credential]
+
+    def credential_revoked(self, credential: str) -> None:
+        """`Authenticator.on_revoked`: close every socket opened with that credential."""
+        for listener in list(self._holders.pop(credential, ())):
+            listener.credentials_ended("credentials revoked")
 
     async def join(self, channel: Channel, listener: Listener) -> None:
         async with self._lock:
@@ -148,6 +177,11 @@ class Hub:
                 listener.offer(channel_name, seq, frame, born)
 
         return deliver
+
+
+def sources(event: Event) -> set[str]:
+    """The data channels an access event (or unbinding notice) names."""
+    return {f"data:{s}" for s in event.data.get("sources", []) if isinstance(s, str)}
 
 
 def encode(channel_name: str, event: dict[str, Any]) -> tuple[str, int | None, float]:

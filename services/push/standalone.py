@@ -3,8 +3,8 @@
 Push replicas hold many mostly idle sockets. An ASGI server costs ~150 KB per idle
 websocket here (granian) or ~55 KB (uvicorn); picows writes frames straight into the
 socket's transport and keeps no task per client, so a replica holds tens of thousands.
-The same port answers the small HTTP requests Kubernetes and Prometheus make:
-`/healthz`, `/readyz`, `/metrics` (and `/ws/openapi.json` is not served here).
+Kubernetes and Prometheus ask the internal port (services/common/internal.py), not this
+one: here every path but `/ws` is a 404 (and `/ws/openapi.json` is not served here).
 
 A client falls behind when the socket's write buffer holds more than
 `max_buffered_bytes`; it is then closed with 1008, as in the embedded mode.
@@ -31,10 +31,8 @@ from picows import (
     WSUpgradeResponseWithListener,
     ws_create_server,
 )
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import HTTPConnection
 
-from services.common.identity import Principal
 from services.common.names import SERVICE_PREFIXES
 
 from .connection import Connection
@@ -72,13 +70,15 @@ class TransportSink:
         self.socket.resume_reading()
 
 
-def _scope(request: WSUpgradeRequest) -> dict[str, Any]:
-    """The request as an ASGI scope, for the Authenticator (headers, cookies)."""
+def _scope(request: WSUpgradeRequest, transport: WSTransport) -> dict[str, Any]:
+    """The request as an ASGI scope, for the Authenticator (headers, cookies) and the
+    socket limits (the client's address)."""
     path, _, query = request.path.decode("latin-1").partition("?")
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                for k, v in request.headers.items()]
+    peer = transport.underlying_transport.get_extra_info("peername")
     return {"type": "http", "method": "GET", "path": path, "query_string": query.encode(),
-            "headers": headers}
+            "headers": headers, "client": tuple(peer[:2]) if peer else None}
 
 
 class PushClient(WSListener):
@@ -90,7 +90,7 @@ class PushClient(WSListener):
         self.conn: Connection | None = None
         self.early: list[str] = []
         self.transport: WSTransport | None = None
-        self.admitted: tuple[Principal | None] | None = None
+        self.slot: tuple[str, str] | None = None  # held from admission to disconnection
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -101,12 +101,11 @@ class PushClient(WSListener):
     async def start(self, transport: WSTransport) -> None:
         state = self.app.state
         try:
-            principal = await admit(HTTPConnection(_scope(self.request)),
-                                    state.settings.allowed_origins, state.authenticator,
-                                    state.slots)
+            principal, self.slot = await admit(
+                HTTPConnection(_scope(self.request, transport)),
+                state.settings, state.authenticator, state.slots)
         except Refused as refused:
             return transport.send_close(WSCloseCode(refused.code), refused.reason.encode())
-        self.admitted = (principal,)  # holds a slot until on_ws_disconnected
         sink = TransportSink(transport, state.settings.max_buffered_bytes)
         self.conn = Connection(sink, principal, state.bus, state.hub, state.settings)
         for text in self.early:
@@ -140,9 +139,9 @@ class PushClient(WSListener):
         _open.discard(transport)
         CONNECTIONS.dec()
         self._start.cancel()
-        if self.admitted is not None:
-            self.app.state.slots.give(self.admitted[0])
-            self.admitted = None
+        if self.slot is not None:
+            self.app.state.slots.give(self.slot)
+            self.slot = None
         if self.conn is not None:
             task = asyncio.get_running_loop().create_task(self.conn.forget_all())
             _leaving.add(task)
@@ -166,15 +165,8 @@ def listener_factory(app: FastAPI):  # type: ignore[no-untyped-def]
         path = request.path.decode("latin-1").partition("?")[0]
         if path == ws_path:
             return PushClient(app, request)
-        if path == "/healthz":
-            return _answer(200, b'{"status":"ok","services":["push"]}', "application/json")
-        if path == "/readyz":
-            ready = bool(app.state.bus.connected)
-            body = json.dumps({"ready": ready, "checks": {"push.nats": ready}}).encode()
-            return _answer(200 if ready else 503, body, "application/json")
-        if path == "/metrics":
-            return _answer(200, generate_latest(), CONTENT_TYPE_LATEST)
-        return None  # 404
+        body = {"error": "not_found", "detail": f"no route for {path}"}
+        return _answer(404, json.dumps(body).encode(), "application/json")
 
     return factory
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from services.common.errors import NotFound
 
-class BlobNotFound(KeyError):
-    """No blob of that name."""
+
+class BlobNotFound(NotFound, KeyError):
+    """No blob of that name. A KeyError, as a mapping's miss is; one that reaches a route (a
+    read racing a delete) is a 404 that names no internal path."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("the stored data is gone (deleted meanwhile?)")
+        self.name = name
 
 
 class BlobStore(Protocol):

@@ -9,9 +9,16 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
+from services.common.errors import Conflict
 
-class VersionConflict(Exception):
-    """Compare-and-set failed: the key's version is not the expected one."""
+
+class VersionConflict(Conflict):
+    """Compare-and-set failed: the key's version is not the expected one.
+
+    Writers retry or say what the conflict means (a taken name, a stale If-Match); one that
+    reaches a route anyway is a 409, not a 500."""
+
+    code = "version_conflict"
 
 
 class Versioned(NamedTuple):

@@ -27,9 +27,15 @@
       });
     });
   }
+  // the CSRF cookie, echoed in its header: without it a logout only forgets the cookies
+  function csrfToken() {
+    var found = document.cookie.match(/(?:^|;\s*)plotline_csrf=([^;]+)/);
+    return found ? decodeURIComponent(found[1]) : "";
+  }
   document.querySelectorAll("[data-logout]").forEach(function (button) {
     button.addEventListener("click", function () {
-      fetch(button.dataset.logout, {method: "POST", credentials: "same-origin"})
+      fetch(button.dataset.logout, {method: "POST", credentials: "same-origin",
+                                    headers: {"X-CSRF-Token": csrfToken()}})
         .finally(function () { window.location.reload(); });
     });
   });

@@ -112,6 +112,12 @@ secretKeyRef:
   key: {{ ternary $section.existingSecretKey (index . 2) (ne $section.existingSecret "") }}
 {{- end }}
 
+{{/* The NATS user of a service: a copy of nats_user in services/common/names.py
+(scripts/helm_lint.py checks the rendered one against it). Takes the service name. */}}
+{{- define "plotline.natsUser" -}}
+{{- printf "plotline-%s" . }}
+{{- end }}
+
 {{- define "plotline.hasAzure" -}}
 {{- if or .Values.azure.existingSecret .Values.azure.connectionString }}true{{ end }}
 {{- end }}
@@ -136,6 +142,13 @@ Takes (list $ "auth").
 - name: {{ $p }}NATS_URL
   value: {{ $v.nats.url | quote }}
 {{- end }}
+- name: {{ $p }}NATS_USER
+  value: {{ include "plotline.natsUser" $name | quote }}
+- name: {{ $p }}NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.nats.credentials.existingSecret | default (include "plotline.secretName" $root) }}
+      key: {{ printf "nats-password-%s" $name }}
 {{- if ne $name "push" }}
 - name: REDIS_URL
   valueFrom:
@@ -176,6 +189,10 @@ Takes (list $ "auth").
   valueFrom:
     {{- include "plotline.secretRef" (list $root $v.auth.smtp "smtp-url") | trim | nindent 4 }}
 {{- end }}
+{{- end }}
+{{- if and (has $name (list "auth" "push")) $v.trustedProxies }}
+- name: {{ $p }}TRUSTED_PROXIES
+  value: {{ toJson $v.trustedProxies | quote }}
 {{- end }}
 {{- if and (eq $name "push") $v.push.allowedOrigins }}
 - name: {{ $p }}ALLOWED_ORIGINS
