@@ -8,7 +8,6 @@ import asyncio
 import base64
 import gzip
 import json
-import statistics
 import struct
 import threading
 import time
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pytest
 import websockets
 from conftest import new_username
+from loopcheck import probe_while_busy
 from test_data_api import ARROW, DATA, arrow_bytes, error_of
 
 from services.data import columns as cols
@@ -59,12 +59,6 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM")
-
-
-def healthz_url(server) -> str:
-    """/healthz on the internal port, where the installation has one, else on the public
-    port; either way on the services' event loop."""
-    return f"{getattr(server, 'internal_url', None) or server.url}/healthz"
 
 
 def assert_too_large(r) -> None:
@@ -301,27 +295,8 @@ def test_healthz_stays_fast_while_large_views_run(multi_server, owner, big_sourc
                 (done if r.status_code == 200 else failures).append(r.status_code)
 
     workers = [threading.Thread(target=keep_asking, args=v) for v in views]
-    for w in workers:
-        w.start()
-    health: list[float] = []
-    try:
-        time.sleep(0.5)
-        url = healthz_url(multi_server)
-        with httpx.Client(timeout=30) as c:
-            while len(health) < 60 or len(done) < 4:
-                start = time.perf_counter()
-                assert c.get(url).status_code == 200
-                health.append(time.perf_counter() - start)
-                time.sleep(0.02)
-    finally:
-        stop.set()
-        for w in workers:
-            w.join()
-    assert not failures and len(done) >= 4
-    median, p90, worst = (statistics.median(health),
-                          statistics.quantiles(health, n=10)[-1], max(health))
-    print(f"healthz median {median * 1e3:.1f} ms, p90 {p90 * 1e3:.1f} ms, max "
-          f"{worst * 1e3:.1f} ms over {len(health)} probes, {len(done)} views done")
+    median, p90, worst = probe_while_busy(multi_server, workers, stop, done)
+    assert not failures
     # On the loop, a probe waits behind whole views (encoding a 2048 x 2048 grid alone is
     # ~0.4 s): median ~0.7 s, max ~2.5 s here. Off it, behind a GIL switch interval or
     # two; the bounds leave room for a loaded 2-core machine (this test's own clients

@@ -178,9 +178,13 @@ async def test_oversize_frames_close_and_floods_are_slowed_not_served_first(sing
             await send(bystander, op="ping")  # served at once while the flood is paced
             assert await frame(bystander, timeout=0.5) == {"op": "pong"}
             got = [await frame(flood) for _ in range(701)]
+            while sum(f["op"] == "error" for f in got) + 700 > len(got):  # all 700 pongs
+                got.append(await frame(flood))
             took = asyncio.get_running_loop().time() - start
             limited = [f for f in got if f["op"] == "error"]
-            assert len(limited) == 1 and limited[0]["code"] == "rate_limited"
+            # told when it is slowed: once per slowing (on a loaded machine the flood's
+            # frames can arrive in more than one burst, so more than one slowing)
+            assert limited and all(f["code"] == "rate_limited" for f in limited)
             assert sum(f == {"op": "pong"} for f in got) == 700  # slowed, nothing dropped
             assert took >= 1.0  # the 300 over the burst took at least 300 / 200 ops/s
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -41,25 +42,36 @@ CurrentUser = Annotated[Principal, Depends(require_user)]
 BODY_THREADS = 2
 _decoding: asyncio.Semaphore | None = None
 
+# json_body's hook for bodies of more than `limit` bytes: (request, raw) -> the model
+Large = tuple[int, Callable[[Request, bytes], Awaitable[Any]]]
 
-def json_body(model: type[Model]) -> tuple[Any, dict[str, Any]]:
-    """A dependency giving the JSON body as `model`, decoded and validated in a worker
-    thread, and the `openapi_extra` that documents it. For routes whose bodies may be tens
-    of MB (a Bokeh document): FastAPI's own body parsing runs on the event loop, where a
-    26 MB document held every other request (health probes included) for ~0.8 s. Errors
-    are FastAPI's: 422 with the same `{"error", "detail"}` body."""
+
+async def decoded_in_thread(model: type[Model], raw: bytes) -> Model:
+    """`model` from a JSON body, validated in a worker thread; errors as FastAPI's (422)."""
+    global _decoding
+    _decoding = _decoding or asyncio.Semaphore(BODY_THREADS)
+    try:
+        async with _decoding:
+            return await asyncio.to_thread(model.model_validate_json, raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+def json_body(model: type[Model], large: Large | None = None) -> tuple[Any, dict[str, Any]]:
+    """A dependency giving the JSON body as `model`, decoded and validated off the event
+    loop, and the `openapi_extra` that documents it. For routes whose bodies may be tens
+    of MB (a Bokeh document): FastAPI's own body parsing runs on the loop, where a 26 MB
+    document held every other request (health probes included) for ~0.8 s. Bodies over
+    `large[0]` bytes go to `large[1]` instead (docs: a worker process). Errors are
+    FastAPI's: 422 with the same `{"error", "detail"}` body."""
 
     async def decoded(request: Request) -> Model:
-        global _decoding
         raw = await request.body()
-        _decoding = _decoding or asyncio.Semaphore(BODY_THREADS)
-        try:
-            async with _decoding:
-                return await asyncio.to_thread(model.model_validate_json, raw)
-        except ValidationError as exc:
-            raise RequestValidationError(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-            ) from None
+        if large is not None and len(raw) > large[0]:
+            return await large[1](request, raw)
+        return await decoded_in_thread(model, raw)
 
     schema = {"application/json": {"schema": model.model_json_schema()}}
     return Depends(decoded), {"requestBody": {"required": True, "content": schema}}

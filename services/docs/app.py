@@ -39,7 +39,10 @@ def create_app(settings: DocsSettings | None = None) -> FastAPI:
             await follow_changes(c.bus, docs.repo.fresh)
             app.state.ready_checks = ready_checks(c.bus, c.kv)
             log.info("docs ready (multi_user=%s)", settings.multi_user)
-            yield
+            try:
+                yield
+            finally:
+                docs.workers.close()
 
     app = build_app(service="docs", title="Plotline docs", lifespan=lifespan,
                     max_body_bytes=settings.max_body_bytes, routers=[router, pages_router])

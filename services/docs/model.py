@@ -42,6 +42,11 @@ SOURCE_TAG = "plotline:source="
 _STORE_FORMAT = 1
 
 
+def stored_with_title(title: str, untitled: bytes) -> bytes:
+    """Doc.store_untitled() output with the title put in (a copy, not a re-encoding)."""
+    return b'{"title":' + json.dumps(title).encode() + b"," + untitled[1:]
+
+
 class Doc:
     """A Bokeh document: title, root ids and flat model reps by id.
 
@@ -136,9 +141,14 @@ class Doc:
 
     def to_store(self) -> bytes:
         """Compact storage form: the flat models as JSON (strict: no bare NaN)."""
-        body = {"format": _STORE_FORMAT, "title": self.title, "version": self.bokeh_version,
-                "roots": self.roots, "config": self.config, "callbacks": self.callbacks,
-                "defs": self.defs, "models": list(self.models.values())}
+        return stored_with_title(self.title, self.store_untitled())
+
+    def store_untitled(self) -> bytes:
+        """The storage form without its title, which alone may still change after the
+        (costly) serialisation of the rest: see stored_with_title."""
+        body = {"format": _STORE_FORMAT, "version": self.bokeh_version, "roots": self.roots,
+                "config": self.config, "callbacks": self.callbacks, "defs": self.defs,
+                "models": list(self.models.values())}
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod

@@ -89,18 +89,28 @@ class DocsRepository:
     # content
     async def load_doc(self, meta: Meta) -> Doc:
         """The stored document (shared, read-only: copy() before changing it)."""
+        doc = await self.load_for_reading(meta, raw_above=None)
+        assert isinstance(doc, Doc)
+        return doc
+
+    async def load_for_reading(self, meta: Meta, raw_above: int | None) -> Doc | bytes:
+        """As load_doc; but a document not parsed here yet whose stored form is over
+        `raw_above` bytes comes back as those bytes (docs renders it in a worker process
+        rather than build its model tree here)."""
         name = meta["blob"]
         doc = self._parsed.get(name)
-        if doc is None:
-            data = await self.blobs.get(name)
-            doc = await self._cpu(Doc.from_store, data) if len(data) > INLINE_BYTES \
-                else Doc.from_store(data)
-            doc.size_hint = len(data)
-            self._parsed[name] = doc
-            if len(self._parsed) > self._parsed_max:
-                self._parsed.popitem(last=False)
-        else:
+        if doc is not None:
             self._parsed.move_to_end(name)
+            return doc
+        data = await self.blobs.get(name)
+        if raw_above is not None and len(data) > raw_above:
+            return data
+        doc = await self._cpu(Doc.from_store, data) if len(data) > INLINE_BYTES \
+            else Doc.from_store(data)
+        doc.size_hint = len(data)
+        self._parsed[name] = doc
+        if len(self._parsed) > self._parsed_max:
+            self._parsed.popitem(last=False)
         return doc
 
     async def write_doc(self, doc_id: str, version: int, doc: Doc) -> str:
@@ -110,7 +120,8 @@ class DocsRepository:
         data = doc.to_store() if small else await self._cpu(doc.to_store)
         doc.size_hint = len(data)
         await self.blobs.put(name, data)
-        self._parsed[name] = doc
+        if isinstance(doc, Doc):  # (a worker's Prepared document is parsed when first read)
+            self._parsed[name] = doc
         return name
 
     async def drop_blob(self, name: str) -> None:

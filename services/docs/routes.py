@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.deps import CurrentUser, MaybeUser, json_body
+from services.common.deps import CurrentUser, Large, MaybeUser, json_body
 from services.common.errors import BadRequest, NotFound, errors
 from services.common.names import SERVICE_PREFIXES
 
 from .access import Right
+from .bigdocs import BIG_BYTES
 from .model import Doc
 from .service import DocsService, summary
 from .sharing import Sharing
@@ -65,9 +66,19 @@ class ReplaceIn(BaseModel):
     title: Title | None = None
 
 
+def in_worker(model: type[BaseModel]) -> Large:
+    """Bodies over BIG_BYTES: decoded, checked and serialised in docs' worker processes."""
+
+    async def prepared(request: Request, raw: bytes) -> BaseModel:
+        body, doc = await request.app.state.docs.workers.prepare(raw, model)
+        return body.model_copy(update={"doc": doc})  # a Prepared document (bigdocs.py)
+
+    return BIG_BYTES, prepared
+
+
 # documents may be tens of MB: decoded off the event loop (deps.json_body)
-_create, CREATE_DOC = json_body(CreateIn)
-_replace, REPLACE_DOC = json_body(ReplaceIn)
+_create, CREATE_DOC = json_body(CreateIn, in_worker(CreateIn))
+_replace, REPLACE_DOC = json_body(ReplaceIn, in_worker(ReplaceIn))
 CreateBody = Annotated[CreateIn, _create]
 ReplaceBody = Annotated[ReplaceIn, _replace]
 

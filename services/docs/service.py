@@ -8,7 +8,6 @@ and only then publish the event whose `seq` is the new document version.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from services.common.names import DATA_ACCESS, DOCS_UNBOUND
 from services.common.stores.kv import VersionConflict
 
 from .access import Right, require, rights
+from .bigdocs import BIG_BYTES, Prepared, Workers, render
 from .config import DocsSettings
 from .model import Doc
 from .repository import DocsRepository, Meta
@@ -71,6 +71,7 @@ class DocsService:
         # writers of one document in this process queue up instead of racing the CAS
         self._locks = [asyncio.Lock() for _ in range(256)]
         self._parsing = asyncio.Semaphore(PARSE_THREADS)
+        self.workers = Workers()  # large bodies' worker processes (bigdocs.py)
 
     async def _parse(self, data: Any, title: str | None) -> Doc:
         """parse_doc in a worker thread: validating a 26 MB document is a fraction of a
@@ -90,7 +91,8 @@ class DocsService:
 
     # create and list
     async def create(self, principal: Principal, title: str, data: Any) -> Meta:
-        doc = await self._parse(data, title)
+        """`data`: Bokeh JSON, or a large document a worker already prepared (bigdocs)."""
+        doc = data if isinstance(data, Prepared) else await self._parse(data, title)
         doc.title = title
         now = time.time()
         sources = doc.bound_sources()
@@ -135,9 +137,11 @@ class DocsService:
         key = (doc_id, meta["version"])
         body = self._rendered.get(key)
         if body is None:
-            doc = await self.repo.load_doc(meta)
-            body = json.dumps({**summary(meta), "doc": doc.to_bokeh()},
-                              separators=(",", ":")).encode()
+            doc = await self.repo.load_for_reading(meta, raw_above=BIG_BYTES)
+            if isinstance(doc, bytes):  # large: rendered in a worker process (bigdocs.py)
+                body = await self.workers.render(doc, summary(meta))
+            else:
+                body = render(summary(meta), doc)
             self._remember(key, body)
         return meta, body
 
@@ -248,7 +252,7 @@ class DocsService:
     # content changes
     async def replace(self, doc_id: str, principal: Principal | None, data: Any,
                       title: str | None, if_match: int | None) -> Meta:
-        new = await self._parse(data, title)
+        new = data if isinstance(data, Prepared) else await self._parse(data, title)
 
         def mutate(meta: Meta, _: Doc | None) -> tuple[dict[str, Any], Doc]:
             doc = new.copy()
@@ -257,8 +261,10 @@ class DocsService:
             doc.title = title or meta["title"]
             return {"reload": True}, doc
 
+        # content=False: the old content is not needed, only replaced (and loading a large
+        # one would cost the loop what the worker process saved)
         return await self._write(doc_id, principal, Right.WRITE, DocsVerb.REPLACED, mutate,
-                                 content=True, if_match=if_match)
+                                 content=False, if_match=if_match)
 
     async def patch(self, doc_id: str, principal: Principal | None, events: list[Any],
                     if_match: int | None = None) -> Meta:
