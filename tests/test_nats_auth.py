@@ -161,12 +161,16 @@ async def test_each_service_user_may_do_only_its_own_part(tmp_path):
         await conns["docs"].subscribe(DOCS_PATCH, cb=keep)
         await conns["docs"].subscribe("plotline.auth.*.revoked", cb=keep)
         await conns["docs"].flush()
-        for sender in SERVICES:
-            await conns[sender].publish(DOCS_PATCH, sender.encode())
-            await conns[sender].publish("plotline.auth.someone.revoked", sender.encode())
-            await conns[sender].flush()
-        await asyncio.sleep(0.3)
-        assert sorted(got) == ["plotline.auth.someone.revoked auth", f"{DOCS_PATCH} push"]
+        # Three rounds: on a freshly started nats-server an allowed message is now and
+        # then not delivered (seen about once in ten runs, with or without permissions);
+        # every denied one is sent as often, so the check stays exactly as strict.
+        for _ in range(3):
+            for sender in SERVICES:
+                await conns[sender].publish(DOCS_PATCH, sender.encode())
+                await conns[sender].publish("plotline.auth.someone.revoked", sender.encode())
+                await conns[sender].flush()
+            await asyncio.sleep(0.3)
+        assert sorted(set(got)) == ["plotline.auth.someone.revoked auth", f"{DOCS_PATCH} push"]
         # answering another service's questions is refused too
         stolen: list[str] = []
 

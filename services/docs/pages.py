@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from services.common.errors import NotFound, PlotlineError, Unauthorized
 from services.common.identity import Principal
-from services.common.names import SERVICE_PREFIXES
+from services.common.names import API_PREFIX, SERVICE_PREFIXES
 
 from .service import DocsService
 
@@ -231,7 +231,9 @@ async def viewer(request: Request, doc_id: str) -> Response:
     head = render("viewer_head.html", doc_id=doc_id, version=meta["version"],
                   scripts=Safe(scripts), viewer_js=asset_url(prefix, "viewer.js"))
     content = render("viewer.html", title=meta["title"], doc_id=doc_id,
-                     version=meta["version"], payload=script_json(body))
+                     version=meta["version"], payload=script_json(body),
+                     api=f"{prefix}{API_PREFIX}", ws=f"{prefix}{SERVICE_PREFIXES['push']}",
+                     share=request.query_params.get("share") or "")
     return page(request, meta["title"], content, user=user, head=head, kind="viewer")
 
 

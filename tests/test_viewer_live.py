@@ -1,0 +1,113 @@
+"""The live viewer (issue 11), in headless Chromium against a real server: bound sources are
+filled from the data service, and what is appended or patched over REST appears in the open
+page without a reload."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from bokeh_docs import figure_doc, source_id
+from conftest import new_username
+from test_docs_browser import browser, page, screenshot  # noqa: F401  (fixtures)
+
+DOCS, DATA = "/api/v1/docs", "/api/v1/data"
+
+pytestmark = pytest.mark.parametrize("multi_server", ["file"], indirect=True)
+
+
+def cds_column(tab, cds: str, name: str) -> list:
+    return tab.evaluate(f"Bokeh.documents[0].get_model_by_id({cds!r}).data[{name!r}]"
+                        ".map(Number)")
+
+
+def wait_for(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.05)
+
+
+def open_plot(tab, server, doc_id: str) -> None:
+    response = tab.goto(f"{server.url}/plots/{doc_id}")
+    assert response is not None and response.status == 200
+    tab.wait_for_selector("#plotline-roots[data-rendered=true]", timeout=30_000)
+    tab.wait_for_selector("#plotline-status[data-state=live]", timeout=15_000)
+
+
+def published(account, doc: dict) -> str:
+    c, h = account["client"], account["headers"]
+    r = c.post(f"{DOCS}/", json={"title": new_username(), "doc": doc}, headers=h)
+    assert r.status_code == 201, r.text
+    assert c.post(f"{DOCS}/{r.json()['id']}/publish", headers=h).status_code == 200
+    return r.json()["id"]
+
+
+def test_a_bound_source_fills_the_plot_and_appends_arrive_live(multi_server, account, page):
+    tab, errors = page
+    c, h = account["client"], account["headers"]
+    r = c.post(f"{DATA}/sources", headers=h, json={
+        "name": "live", "columns": {"x": [0.0, 1.0, 2.0], "y": [5.0, 6.0, 7.0]}})
+    assert r.status_code == 201, r.text
+    source = r.json()["id"]
+    doc = figure_doc(points=20, source_tag=source)  # it holds 20 frozen points of its own
+    cds = source_id(doc)
+    doc_id = published(account, doc)
+    open_plot(tab, multi_server, doc_id)  # anonymous: it is published
+    # the source's rows, not the document's frozen copy
+    assert cds_column(tab, cds, "x") == [0.0, 1.0, 2.0]
+    for i in range(3, 103):  # 100 appends over REST, one row each
+        r = c.post(f"{DATA}/sources/{source}/append", headers=h,
+                   json={"columns": {"x": [float(i)], "y": [float(i) * 2]}})
+        assert r.status_code == 200, r.text
+    wait_for(lambda: len(cds_column(tab, cds, "x")) == 103)
+    assert cds_column(tab, cds, "x")[-3:] == [100.0, 101.0, 102.0]
+    assert cds_column(tab, cds, "y")[-1] == 204.0
+    # an append with rollover keeps the last N rows, as on the server
+    r = c.post(f"{DATA}/sources/{source}/append?rollover=50", headers=h,
+               json={"columns": {"x": [103.0], "y": [206.0]}})
+    assert r.status_code == 200 and r.json()["rows"] == 50
+    wait_for(lambda: len(cds_column(tab, cds, "x")) == 50)
+    assert cds_column(tab, cds, "x") == [float(i) for i in range(54, 104)]
+    assert tab.locator("#plotline-status").inner_text().strip().endswith("live")
+    tab.wait_for_timeout(300)
+    screenshot(tab, "viewer_live_appends")
+    assert errors == []
+
+
+def test_a_patch_of_the_document_arrives_live(multi_server, account, page):
+    tab, errors = page
+    c, h = account["client"], account["headers"]
+    doc = figure_doc(points=5)
+    cds = source_id(doc)
+    doc_id = published(account, doc)
+    open_plot(tab, multi_server, doc_id)
+    assert len(cds_column(tab, cds, "x")) == 5
+    stream = {"kind": "ColumnsStreamed", "model": {"id": cds}, "attr": "data",
+              "data": {"x": [50.0, 51.0], "y": [1.0, -1.0]}, "rollover": None}
+    r = c.patch(f"{DOCS}/{doc_id}", headers=h, json={"events": [stream]})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: cds_column(tab, cds, "x")[-2:] == [50.0, 51.0])
+    # and a title change, a plain ModelChanged
+    plot = doc["roots"][0]["id"]
+    title_id = doc["roots"][0]["attributes"]["title"]["id"]
+    r = c.patch(f"{DOCS}/{doc_id}", headers=h, json={"events": [
+        {"kind": "ModelChanged", "model": {"id": title_id}, "attr": "text",
+         "new": "changed live"}]})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: tab.evaluate(
+        f"Bokeh.documents[0].get_model_by_id({title_id!r}).text") == "changed live")
+    assert plot
+    # a whole replace reloads the snapshot in place
+    r = c.put(f"{DOCS}/{doc_id}", headers=h, json={"doc": figure_doc(points=8)})
+    assert r.status_code == 200, r.text
+    new_cds = source_id(c.get(f"{DOCS}/{doc_id}", headers=h).json()["doc"])
+    wait_for(lambda: tab.evaluate(
+        f"!!Bokeh.documents[0].get_model_by_id({new_cds!r})"))
+    assert len(cds_column(tab, new_cds, "x")) == 8
+    tab.wait_for_timeout(300)
+    screenshot(tab, "viewer_live_patch")
+    assert errors == []
