@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from browsing import browser, page  # noqa: F401  (fixtures for the tests that use pages)
 from servers import Server, start_azurite, start_nats, start_plotline, start_redis
 
 # Servers started by the tests skip compiling datashader's kernels at start (seconds of CPU

@@ -3,9 +3,6 @@ BokehJS in headless Chromium — on the viewer page and through the embed script
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import numpy as np
 import pytest
@@ -13,13 +10,9 @@ from bokeh.document import Document
 from bokeh.layouts import row
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
+from browsing import screenshot
 from conftest import new_username
-from playwright.sync_api import Browser, Page, sync_playwright
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 DOCS = "/api/v1/docs"
 
 # one server is enough here: the page does not depend on the store backend
@@ -42,27 +35,6 @@ def two_plots(title: str) -> dict:
     return doc.to_json(deferred=False)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[tuple[Page, list[str]]]:
-    """A fresh page and the errors it reports (uncaught exceptions, console errors)."""
-    context = browser.new_context(viewport={"width": 1000, "height": 560})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    tab.on("console", lambda msg: errors.append(f"console: {msg.text}")
-           if msg.type == "error" else None)
-    yield tab, errors
-    context.close()
-
-
 def publish(account: dict, title: str, *, public: bool = True) -> tuple[str, list[str]]:
     """Store the document over REST (and publish it); its id and stored root ids."""
     c, h = account["client"], account["headers"]
@@ -73,11 +45,6 @@ def publish(account: dict, title: str, *, public: bool = True) -> tuple[str, lis
         assert c.post(f"{DOCS}/{doc_id}/publish", headers=h).status_code == 200
     stored = c.get(f"{DOCS}/{doc_id}", headers=h).json()
     return doc_id, [root["id"] for root in stored["doc"]["roots"]]
-
-
-def screenshot(tab: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_viewer_renders_a_published_bokeh_figure(multi_server, account, page):

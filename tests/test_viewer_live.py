@@ -8,8 +8,8 @@ import time
 
 import pytest
 from bokeh_docs import figure_doc, source_id
+from browsing import screenshot
 from conftest import new_username
-from test_docs_browser import browser, page, screenshot  # noqa: F401  (fixtures)
 
 DOCS, DATA = "/api/v1/docs", "/api/v1/data"
 
@@ -105,8 +105,9 @@ def test_a_patch_of_the_document_arrives_live(multi_server, account, page):
     r = c.put(f"{DOCS}/{doc_id}", headers=h, json={"doc": figure_doc(points=8)})
     assert r.status_code == 200, r.text
     new_cds = source_id(c.get(f"{DOCS}/{doc_id}", headers=h).json()["doc"])
+    # (while the page re-renders there is for a moment no document at all)
     wait_for(lambda: tab.evaluate(
-        f"!!Bokeh.documents[0].get_model_by_id({new_cds!r})"))
+        f"!!(Bokeh.documents[0] && Bokeh.documents[0].get_model_by_id({new_cds!r}))"))
     assert len(cds_column(tab, new_cds, "x")) == 8
     tab.wait_for_timeout(300)
     screenshot(tab, "viewer_live_patch")
