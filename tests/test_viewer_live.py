@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from bokeh_docs import figure_doc, source_id
 from browsing import screenshot
@@ -13,7 +14,8 @@ from conftest import new_username
 
 DOCS, DATA = "/api/v1/docs", "/api/v1/data"
 
-pytestmark = pytest.mark.parametrize("multi_server", ["file"], indirect=True)
+# one server is enough: the page does not depend on the store backend
+on_file_stores = pytest.mark.parametrize("multi_server", ["file"], indirect=True)
 
 
 def cds_column(tab, cds: str, name: str) -> list:
@@ -46,6 +48,7 @@ def published(account, doc: dict) -> str:
     return r.json()["id"]
 
 
+@on_file_stores
 def test_a_bound_source_fills_the_plot_and_appends_arrive_live(multi_server, account, page):
     tab, errors = page
     c, h = account["client"], account["headers"]
@@ -78,6 +81,7 @@ def test_a_bound_source_fills_the_plot_and_appends_arrive_live(multi_server, acc
     assert errors == []
 
 
+@on_file_stores
 def test_a_patch_of_the_document_arrives_live(multi_server, account, page):
     tab, errors = page
     c, h = account["client"], account["headers"]
@@ -112,3 +116,41 @@ def test_a_patch_of_the_document_arrives_live(multi_server, account, page):
     tab.wait_for_timeout(300)
     screenshot(tab, "viewer_live_patch")
     assert errors == []
+
+
+def test_the_page_reconnects_after_a_restart_and_misses_nothing(tmp_path, page):
+    """The server (push with it) is SIGKILLed under an open page and started again; what
+    was appended before the page got back arrives through `since`, and the page ends equal
+    to a fresh load. The default single-user mode, as `make run` starts it."""
+    from servers import free_port, start_plotline
+
+    tab, errors = page
+    port = free_port()
+    server = start_plotline(tmp_path, port=port)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            source = c.post(f"{DATA}/sources", json={
+                "name": "restart", "columns": {"x": [0.0], "y": [0.0]}}).json()["id"]
+            doc = figure_doc(points=3, source_tag=source)
+            cds = source_id(doc)
+            doc_id = c.post(f"{DOCS}/", json={"title": "restart", "doc": doc}).json()["id"]
+        open_plot(tab, server, doc_id)
+        server.process.kill()  # SIGKILL: no goodbye frame
+        server.process.wait()
+        tab.wait_for_selector("#plotline-status[data-state=reconnecting]", timeout=10_000)
+        screenshot(tab, "viewer_reconnecting")
+        server = start_plotline(tmp_path, port=port)
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            for i in range(1, 21):  # while the page is still away
+                r = c.post(f"{DATA}/sources/{source}/append",
+                           json={"columns": {"x": [float(i)], "y": [float(-i)]}})
+                assert r.status_code == 200, r.text
+            fresh = c.get(f"{DATA}/sources/{source}/data").json()["columns"]
+        tab.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
+        wait_for(lambda: len(cds_column(tab, cds, "x")) == 21)
+        assert cds_column(tab, cds, "x") == fresh["x"]
+        assert cds_column(tab, cds, "y") == fresh["y"]
+    finally:
+        server.stop()
+    # what the browser reported while the server was away: the failed socket attempts only
+    assert all("WebSocket" in e or "Failed to load resource" in e for e in errors), errors
