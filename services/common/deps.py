@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -40,7 +41,9 @@ CurrentUser = Annotated[Principal, Depends(require_user)]
 # Bodies decoded in worker threads at once, per process (json_body): a burst of large ones
 # queues instead of taking every core.
 BODY_THREADS = 2
-_decoding: asyncio.Semaphore | None = None
+# one bound per event loop (a semaphore belongs to the loop it first waits on)
+_decoding: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
 
 # json_body's hook for bodies of more than `limit` bytes: (request, raw) -> the model
 Large = tuple[int, Callable[[Request, bytes], Awaitable[Any]]]
@@ -48,10 +51,10 @@ Large = tuple[int, Callable[[Request, bytes], Awaitable[Any]]]
 
 async def decoded_in_thread(model: type[Model], raw: bytes) -> Model:
     """`model` from a JSON body, validated in a worker thread; errors as FastAPI's (422)."""
-    global _decoding
-    _decoding = _decoding or asyncio.Semaphore(BODY_THREADS)
+    loop = asyncio.get_running_loop()
+    bound = _decoding.get(loop) or _decoding.setdefault(loop, asyncio.Semaphore(BODY_THREADS))
     try:
-        async with _decoding:
+        async with bound:
             return await asyncio.to_thread(model.model_validate_json, raw)
     except ValidationError as exc:
         raise RequestValidationError(
