@@ -19,7 +19,7 @@ from conftest import new_username
 from servers import free_port, start_nats, start_plotline
 
 from services.common.bus import Bus
-from services.common.names import DOCS_PATCH, SERVICES, nats_env, nats_user
+from services.common.names import DOCS_PATCH, DOCS_UNBOUND, SERVICES, nats_env, nats_user
 from services.common.settings import ServiceSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -183,6 +183,19 @@ async def test_each_service_user_may_do_only_its_own_part(tmp_path):
         await conns["push"].flush()
         await asyncio.sleep(0.3)
         assert stolen == []
+        # docs' unbinding notice reaches push (it rechecks data channels on it)
+        notices: list[str] = []
+
+        async def notice(msg) -> None:  # type: ignore[no-untyped-def]
+            notices.append(msg.subject)
+
+        await conns["push"].subscribe(DOCS_UNBOUND, cb=notice)
+        await conns["push"].flush()
+        for _ in range(3):  # (see the rounds above)
+            await conns["docs"].publish(DOCS_UNBOUND, b"{}")
+            await conns["docs"].flush()
+            await asyncio.sleep(0.2)
+        assert notices and set(notices) == {DOCS_UNBOUND}
     finally:
         for nc in conns.values():
             await nc.close()

@@ -150,7 +150,71 @@ def test_the_page_reconnects_after_a_restart_and_misses_nothing(tmp_path, page):
         wait_for(lambda: len(cds_column(tab, cds, "x")) == 21)
         assert cds_column(tab, cds, "x") == fresh["x"]
         assert cds_column(tab, cds, "y") == fresh["y"]
+        # the page may write here (single-user), but what it got from the server it never
+        # sends back: the stored document is as created
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            assert c.get(f"{DOCS}/{doc_id}").json()["version"] == 1
     finally:
         server.stop()
     # what the browser reported while the server was away: the failed socket attempts only
     assert all("WebSocket" in e or "Failed to load resource" in e for e in errors), errors
+
+
+def slider_doc() -> tuple[dict, str]:
+    from bokeh.document import Document
+    from bokeh.models import Slider
+
+    slider = Slider(start=0, end=10, value=1, step=1, title="n")
+    doc = Document()
+    doc.add_root(slider)
+    return doc.to_json(deferred=False), slider.id
+
+
+def stored_value(c, h, doc_id: str, model_id: str):
+    doc = c.get(f"{DOCS}/{doc_id}", headers=h).json()["doc"]
+    root = next(r for r in doc["roots"] if r["id"] == model_id)
+    return root["attributes"].get("value")
+
+
+@on_file_stores
+def test_a_writers_slider_reaches_the_stored_document_and_other_viewers(
+        multi_server, account, page, browser):
+    tab, errors = page
+    c, h = account["client"], account["headers"]
+    doc, slider = slider_doc()
+    doc_id = published(account, doc)
+    # the writer's browser is signed in; a second, anonymous browser watches
+    assert tab.context.request.post(f"{multi_server.url}/api/v1/auth/login", data={
+        "username": account["username"], "password": account["password"]}).ok
+    open_plot(tab, multi_server, doc_id)
+    other = browser.new_context().new_page()
+    try:
+        open_plot(other, multi_server, doc_id)
+        set_value = f"Bokeh.documents[0].get_model_by_id({slider!r}).value = "
+        for value in (3, 5, 7):  # as a drag would: several values, the last one counts
+            tab.evaluate(set_value + str(value))
+        wait_for(lambda: stored_value(c, h, doc_id, slider) == 7)
+        wait_for(lambda: other.evaluate(
+            f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 7)
+        assert tab.evaluate(f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 7
+        # and with the mouse, as a person would: drag the handle to the left end
+        handle = tab.locator(".noUi-handle").first.bounding_box()
+        assert handle is not None
+        tab.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+        tab.mouse.down()
+        tab.mouse.move(handle["x"] - 400, handle["y"] + handle["height"] / 2, steps=10)
+        tab.mouse.up()
+        wait_for(lambda: stored_value(c, h, doc_id, slider) == 0)
+        wait_for(lambda: other.evaluate(
+            f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 0)
+        tab.evaluate(set_value + "7")
+        wait_for(lambda: stored_value(c, h, doc_id, slider) == 7)
+        # the anonymous viewer may play with it: it stays on that page
+        other.evaluate(set_value + "2")
+        time.sleep(1.0)
+        assert stored_value(c, h, doc_id, slider) == 7
+        assert tab.evaluate(f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 7
+        screenshot(tab, "viewer_two_way_writer")
+    finally:
+        other.context.close()
+    assert errors == []

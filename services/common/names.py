@@ -30,8 +30,10 @@ DOCS_ACCESS = "plotline.docs.access"
 DOCS_SOURCE_ACCESS = "plotline.docs.source_access"  # may U (or share key K) read source S?
 DOCS_PATCH = "plotline.docs.patch"  # two-way: a browser's patch, forwarded by push
 # Notice (not an event: three tokens, so not in the stream): a write of document D stopped
-# binding sources it granted; push has their channels' listeners ask again.
-DOCS_UNBOUND = "plotline.docs.unbound"
+# binding sources it granted; push has their channels' listeners ask again. Under
+# `plotline.notice`, not `plotline.docs`: each service's NATS user may subscribe to no other
+# service's three-token subjects (those are its questions, nats_permissions).
+DOCS_UNBOUND = "plotline.notice.unbound"
 DATA_ACCESS = "plotline.data.access"  # may U (via doc D / share key K) read source S?
 
 # Login cookie and its CSRF companion (double-submit: the companion is readable by JS and

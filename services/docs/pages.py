@@ -27,6 +27,7 @@ from services.common.errors import NotFound, PlotlineError, Unauthorized
 from services.common.identity import Principal
 from services.common.names import API_PREFIX, SERVICE_PREFIXES
 
+from .access import Right, rights
 from .service import DocsService
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -207,6 +208,11 @@ async def readable(request: Request, doc_id: str) -> tuple[Principal | None, dic
     return user, meta, body
 
 
+def may_write(meta: dict[str, Any], user: Principal | None) -> bool:
+    """The viewer sends its changes to the server only for writers (viewer.js)."""
+    return rights(meta, user.username if user else None) >= Right.WRITE
+
+
 @router.get("/plots/{doc_id}")
 async def viewer(request: Request, doc_id: str) -> Response:
     """The whole document rendered by BokehJS, one <div> per root."""
@@ -233,7 +239,8 @@ async def viewer(request: Request, doc_id: str) -> Response:
     content = render("viewer.html", title=meta["title"], doc_id=doc_id,
                      version=meta["version"], payload=script_json(body),
                      api=f"{prefix}{API_PREFIX}", ws=f"{prefix}{SERVICE_PREFIXES['push']}",
-                     share=request.query_params.get("share") or "")
+                     share=request.query_params.get("share") or "",
+                     write=str(may_write(meta, user)).lower())
     return page(request, meta["title"], content, user=user, head=head, kind="viewer")
 
 

@@ -62,6 +62,7 @@
     bound = boundSources(docJson);
     return Promise.resolve(Bokeh.embed.embed_items(docs, items)).then(function () {
       bokehDoc = Bokeh.documents[Bokeh.documents.length - 1];
+      bokehDoc.on_change(changedHere, false);
     });
   }
 
@@ -94,7 +95,8 @@
         if (!response.ok) { throw new Error("source " + source + ": HTTP " + response.status); }
         return response.json();
       }).then(function (body) {
-        models(source).forEach(function (cds) { cds.data = body.columns; });
+        // (sync: false, here and below: what comes from the server is never sent back)
+        models(source).forEach(function (cds) { cds.setv({data: body.columns}, {sync: false}); });
         return body.version;
       });
   }
@@ -226,7 +228,8 @@
 
   function streamInto(source, batch) {
     models(source).forEach(function (cds) {
-      cds.stream(batch.columns, batch.rollover == null ? undefined : batch.rollover);
+      cds.stream(batch.columns, batch.rollover == null ? undefined : batch.rollover,
+                 {sync: false});
     });
   }
 
@@ -234,7 +237,8 @@
     var d = msg.data || {};
     if (source === null) {  // the document
       if (msg.type === "patched" && Array.isArray(d.events)) {
-        bokehDoc.apply_json_patch({events: d.events});
+        var events = d.events.filter(function (e) { return !stillEditing(e); });
+        if (events.length) { bokehDoc.apply_json_patch({events: events}); }
       } else if (msg.type === "replaced" || d.reload) {
         reload(msg.channel);
       } else if (msg.type === "deleted") {
@@ -248,14 +252,61 @@
       return reload(msg.channel);  // (appends with rows in them were merged in flush)
     }
     if (msg.type === "patched" && d.patches) {
-      models(source).forEach(function (cds) { cds.patch(d.patches); });
+      models(source).forEach(function (cds) { cds.patch(d.patches, {sync: false}); });
     } else if (msg.type === "deleted") {
       models(source).forEach(function (cds) {
         var empty = {};
         Object.keys(cds.data).forEach(function (name) { empty[name] = []; });
-        cds.data = empty;
+        cds.setv({data: empty}, {sync: false});
       });
     }
+  }
+
+  // --- two-way: what the viewer changes --------------------------------------------------
+  // A writer's changes (widget values, selections: whatever BokehJS syncs) go to docs as
+  // `patch` ops, once per animation frame; docs stores them and every viewer gets them.
+  // Anyone else's stay on their page (nobody changes a published plot by playing with it).
+  // Changes applied from the server are not "sync", so they are never sent back.
+  var canWrite = container.dataset.write === "true";
+  var outgoing = [], outFrame = null;
+  var touched = {};  // "model.attr" -> when this page last changed it
+
+  // What a person changes: widget values and selections. BokehJS also syncs what it works
+  // out itself (layout sizes, ranges fitted to new data); sending those would make every
+  // writer's page rewrite the document as it renders or streams. Pan/zoom ranges: not yet.
+  var INPUT = {value: 1, value_throttled: 1, active: 1, indices: 1, line_indices: 1,
+               multiline_indices: 1, labels: 1};
+  var settledAt = Infinity;  // changes before this (the first render's own) are not sent
+
+  function changedHere(event) {
+    if (!canWrite || !event.sync || Date.now() < settledAt) { return; }
+    if (!(event.attr && INPUT[event.attr])) { return; }
+    if (event.model && event.attr) { touched[event.model.id + "." + event.attr] = Date.now(); }
+    outgoing.push(event);
+    if (outFrame === null) { outFrame = requestAnimationFrame(sendChanges); }
+  }
+
+  function sendChanges() {
+    outFrame = null;
+    var events = outgoing, last = {};
+    outgoing = [];
+    // a dragged slider makes many changes of one attribute a frame: send the last one
+    events.forEach(function (event, i) {
+      if (event.model && event.attr) { last[event.model.id + "." + event.attr] = i; }
+    });
+    events = events.filter(function (event, i) {
+      return !(event.model && event.attr) || last[event.model.id + "." + event.attr] === i;
+    });
+    if (events.length) {
+      send({op: "patch", doc: docId, events: bokehDoc.create_json_patch(events).events});
+    }
+  }
+
+  function stillEditing(event) {
+    // the server's copy of a change this page made a moment ago (or of an older value,
+    // while the user keeps dragging): applying it would pull the widget back
+    var when = event.model && touched[event.model.id + "." + event.attr];
+    return event.kind === "ModelChanged" && when && Date.now() - when < 1000;
   }
 
   // --- snapshots ---------------------------------------------------------------------------
@@ -304,6 +355,8 @@
     }));
   }).then(function () {
     container.dataset.rendered = "true";
+    // ranges fit themselves to the data in the frames after the first render
+    setTimeout(function () { settledAt = 0; }, 500);
     connect();
   }).catch(function (err) {
     container.dataset.rendered = "true";
