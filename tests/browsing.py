@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Frame, Page, sync_playwright
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -39,3 +39,12 @@ def page(browser: Browser) -> Iterator[tuple[Page, list[str]]]:
 def screenshot(tab: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def plot_frame(tab: Page, index: int = 0) -> Frame:
+    """The sandboxed frame a viewer draws its document in (viewer.js); BokehJS lives there."""
+    handle = tab.locator("iframe.plotline-frame").nth(index).element_handle(timeout=30_000)
+    frame = handle.content_frame()
+    assert frame is not None
+    frame.wait_for_function("window.Bokeh && Bokeh.documents.length > 0", timeout=30_000)
+    return frame

@@ -134,7 +134,14 @@ def test_viewer_access(multi_server, account):
     r = c.get(path, headers=h)
     is_html(r, 200)
     assert f'<meta name="plotline-doc" content="{doc_id}" data-version="1">' in r.text
-    assert f'src="{BOKEH_JS}"' in r.text and "bokeh-api.min.js" in r.text
+    # BokehJS runs in the sandboxed frame, not on the page (which holds the viewer's rights)
+    assert "bokeh.min.js" not in r.text
+    frame_url = re.search(r'data-frame="([^"]+)"', r.text).group(1)
+    assert frame_url.startswith("/frames/viewer?v=")
+    frame = c.get(frame_url)
+    is_html(frame, 200)
+    assert f'src="{BOKEH_JS}"' in frame.text and "bokeh-api.min.js" in frame.text
+    assert frame.headers["content-security-policy"].startswith("sandbox allow-scripts")
     payload = re.search(r'id="plotline-data">(.*?)</script>', r.text, re.S).group(1)
     stored = c.get(f"{DOCS}/{doc_id}", headers=h).json()
     assert json.loads(payload)["doc"] == stored["doc"]
@@ -173,8 +180,8 @@ def test_embed_script(multi_server, account):
     doc_id, path = made["id"], f"/embed/{made['id']}.js"
     r = c.get(path, headers=h)
     is_js(r, 200)
-    assert "embed_items" in r.text and "document.currentScript" in r.text
-    assert f'"id":"{doc_id}"' in r.text and f"{bokeh.__version__}" in r.text
+    assert "PlotlineViewer" in r.text and "document.currentScript" in r.text
+    assert f'"id":"{doc_id}"' in r.text and '"frame":"../frames/viewer?v=' in r.text
 
     with anonymous(multi_server) as anon:
         r = anon.get(path)
@@ -251,8 +258,12 @@ def test_pages_under_a_url_prefix(prefixed):
 
         viewer = c.get(f"/plots/{doc_id}", headers=h)
         is_html(viewer, 200)
-        scripts = re.findall(r'<script defer src="([^"]+)"', viewer.text)
-        assert f"{p}{BOKEH_JS}" in scripts and len(scripts) == 7
+        frame_url = re.search(r'data-frame="([^"]+)"', viewer.text).group(1)
+        assert frame_url.startswith(f"{p}/frames/viewer")
+        frame = c.get(frame_url.removeprefix(p))
+        is_html(frame, 200)
+        scripts = re.findall(r'<script defer src="([^"]+)"', viewer.text + frame.text)
+        assert f"{p}{BOKEH_JS}" in scripts and len(scripts) == 8
         for src in scripts:
             assert src.startswith(f"{p}/static/")
             assert c.get(src.removeprefix(p)).status_code == 200, src

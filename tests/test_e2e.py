@@ -184,7 +184,11 @@ def test_publish_a_document_and_view_it_under_the_same_origin(target: Target) ->
         page = c.get(f"/plots/{doc_id}")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert f'content="{doc_id}"' in page.text
-        script = re.search(r'src="(/static/bokeh/[^"]+/bokeh\.min\.js)"', page.text).group(1)
+        # the document is drawn in a sandboxed frame, which loads BokehJS
+        frame = c.get(re.search(r'data-frame="([^"]+)"', page.text).group(1))
+        assert frame.status_code == 200
+        assert frame.headers["content-security-policy"].startswith("sandbox allow-scripts")
+        script = re.search(r'src="(/static/bokeh/[^"]+/bokeh\.min\.js)"', frame.text).group(1)
         js = c.get(script)  # BokehJS from the same origin (docs, through the ingress)
         assert js.status_code == 200 and "javascript" in js.headers["content-type"]
         home = c.get("/")

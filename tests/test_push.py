@@ -329,10 +329,24 @@ async def test_handshake_checks_credentials_and_origin(multi_server, cast):
                                   additional_headers={  # the login cookie, as a browser
                                       "Cookie": f"plotline_session={owner['token']}"}) as ws:
         assert (await subscribe(ws, f"doc:{cast['private']}"))["op"] == "subscribed"
-    async with websockets.connect(ws_url(multi_server), origin="https://evil.example") as ws:
+    # another site's page (an embedded plot) gets a socket, but never with its visitor's
+    # cookie: it is anonymous there, and sees only what anyone may
+    async with websockets.connect(ws_url(multi_server), origin="https://evil.example",
+                                  additional_headers={
+                                      "Cookie": f"plotline_session={owner['token']}"}) as ws:
+        assert (await subscribe(ws, f"doc:{cast['private']}"))["code"] == "not_found"
+        assert (await subscribe(ws, f"doc:{cast['published']}"))["op"] == "subscribed"
+
+
+async def test_single_user_mode_refuses_sockets_from_other_sites(single_server):
+    """There every caller is the owner: a page on another site may not open a socket."""
+    async with websockets.connect(ws_url(single_server), origin="https://evil.example") as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await frame(ws)
     assert closed.value.rcvd.code == 4403
+    async with websockets.connect(ws_url(single_server)) as ws:  # a script: no Origin
+        await send(ws, op="ping")
+        assert (await frame(ws))["op"] == "pong"
 
 
 @pytest.fixture(scope="module", params=["embedded", "standalone"])

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 from bokeh_docs import figure_doc, source_id
-from browsing import screenshot
+from browsing import plot_frame, screenshot
 from conftest import new_username
 
 DOCS, DATA = "/api/v1/docs", "/api/v1/data"
@@ -19,7 +19,7 @@ on_file_stores = pytest.mark.parametrize("multi_server", ["file"], indirect=True
 
 
 def cds_column(tab, cds: str, name: str) -> list:
-    return tab.evaluate(f"Bokeh.documents[0].get_model_by_id({cds!r}).data[{name!r}]"
+    return plot_frame(tab).evaluate(f"Bokeh.documents[0].get_model_by_id({cds!r}).data[{name!r}]"
                         ".map(Number)")
 
 
@@ -102,7 +102,7 @@ def test_a_patch_of_the_document_arrives_live(multi_server, account, page):
         {"kind": "ModelChanged", "model": {"id": title_id}, "attr": "text",
          "new": "changed live"}]})
     assert r.status_code == 200, r.text
-    wait_for(lambda: tab.evaluate(
+    wait_for(lambda: plot_frame(tab).evaluate(
         f"Bokeh.documents[0].get_model_by_id({title_id!r}).text") == "changed live")
     assert plot
     # a whole replace reloads the snapshot in place
@@ -110,7 +110,7 @@ def test_a_patch_of_the_document_arrives_live(multi_server, account, page):
     assert r.status_code == 200, r.text
     new_cds = source_id(c.get(f"{DOCS}/{doc_id}", headers=h).json()["doc"])
     # (while the page re-renders there is for a moment no document at all)
-    wait_for(lambda: tab.evaluate(
+    wait_for(lambda: plot_frame(tab).evaluate(
         f"!!(Bokeh.documents[0] && Bokeh.documents[0].get_model_by_id({new_cds!r}))"))
     assert len(cds_column(tab, new_cds, "x")) == 8
     tab.wait_for_timeout(300)
@@ -190,30 +190,32 @@ def test_a_writers_slider_reaches_the_stored_document_and_other_viewers(
     other = browser.new_context().new_page()
     try:
         open_plot(other, multi_server, doc_id)
-        set_value = f"Bokeh.documents[0].get_model_by_id({slider!r}).value = "
+        value_of = f"Bokeh.documents[0].get_model_by_id({slider!r}).value"
+        set_value = value_of + " = "
         for value in (3, 5, 7):  # as a drag would: several values, the last one counts
-            tab.evaluate(set_value + str(value))
+            plot_frame(tab).evaluate(set_value + str(value))
         wait_for(lambda: stored_value(c, h, doc_id, slider) == 7)
-        wait_for(lambda: other.evaluate(
+        wait_for(lambda: plot_frame(other).evaluate(
             f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 7)
-        assert tab.evaluate(f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 7
+        assert plot_frame(tab).evaluate(value_of) == 7
         # and with the mouse, as a person would: drag the handle to the left end
-        handle = tab.locator(".noUi-handle").first.bounding_box()
+        handle = tab.frame_locator("iframe.plotline-frame").locator(".noUi-handle").first
+        handle = handle.bounding_box()
         assert handle is not None
         tab.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
         tab.mouse.down()
         tab.mouse.move(handle["x"] - 400, handle["y"] + handle["height"] / 2, steps=10)
         tab.mouse.up()
         wait_for(lambda: stored_value(c, h, doc_id, slider) == 0)
-        wait_for(lambda: other.evaluate(
+        wait_for(lambda: plot_frame(other).evaluate(
             f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 0)
-        tab.evaluate(set_value + "7")
+        plot_frame(tab).evaluate(set_value + "7")
         wait_for(lambda: stored_value(c, h, doc_id, slider) == 7)
         # the anonymous viewer may play with it: it stays on that page
-        other.evaluate(set_value + "2")
+        plot_frame(other).evaluate(set_value + "2")
         time.sleep(1.0)
         assert stored_value(c, h, doc_id, slider) == 7
-        assert tab.evaluate(f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 7
+        assert plot_frame(tab).evaluate(value_of) == 7
         screenshot(tab, "viewer_two_way_writer")
     finally:
         other.context.close()

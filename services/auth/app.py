@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.common.app import build_app, ready_checks
 from services.common.clients import service_clients
+from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
 
 from .config import AuthSettings
@@ -61,6 +62,10 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             finally:
                 rotation.cancel()
 
-    return build_app(service="auth", title="Plotline auth", lifespan=lifespan,
-                     max_body_bytes=settings.max_body_bytes, routers=[router])
+    app = build_app(service="auth", title="Plotline auth", lifespan=lifespan,
+                    max_body_bytes=settings.max_body_bytes, routers=[router])
+    # a viewer on another site renews its scoped token (services/common/cors.py); Embedded
+    # and `plotline serve auth` send requests to app.state.front
+    app.state.front = ViewerCORS(app, app.state, "auth")
+    return app
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from services.common.clientaddr import client_address
-from services.common.deps import CurrentUser
-from services.common.errors import Forbidden, Unauthorized, errors
-from services.common.names import CSRF_COOKIE, SERVICE_PREFIXES, SESSION_COOKIE
+from services.common.deps import CurrentUser, in_scope
+from services.common.errors import BadRequest, Forbidden, Unauthorized, errors
+from services.common.identity import Principal
+from services.common.names import (
+    CSRF_COOKIE,
+    RIGHT_CLAIM,
+    SCOPE_CLAIM,
+    SERVICE_PREFIXES,
+    SESSION_COOKIE,
+)
 
 from .security import MAX_PASSWORD, MIN_PASSWORD, USERNAME_RE, USERNAME_RULE
 from .service import AuthService
@@ -44,6 +51,19 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+
+
+class DocTokenIn(BaseModel):
+    doc: str = Field(pattern=r"^[A-Za-z0-9]{1,64}$", description="the document's id")
+    right: Literal["read", "write"] = Field(
+        default="read", description="write: the viewer's changes (widgets, selections) "
+        "are stored, when the user may write the document")
+    ttl: int = Field(default=600, ge=30, le=3600, description="lifetime in seconds")
+
+
+class DocTokenOut(TokenOut):
+    doc: str
+    right: str
 
 
 class KeyIn(BaseModel):
@@ -82,7 +102,7 @@ class JwksOut(Out):
 
 
 # the statuses every signed-in call can answer: bad credentials, the session check unreachable
-SIGNED_IN = (401, 503)
+SIGNED_IN = (401, 403, 503)
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=AccountOut,
@@ -148,6 +168,37 @@ async def token(request: Request, svc: Service, body: TokenIn | None = None) -> 
     # the key is the token's session: revoking the key ends the token too
     return TokenOut(access_token=svc.issue_token(answer["username"], answer["key_id"]),
                     expires_in=svc.settings.token_ttl_seconds)
+
+
+async def minter(request: Request) -> Principal:
+    """Who asks for a scoped token (before the body is read): a login, an API key, or a
+    scoped token renewing itself."""
+    user = await request.app.state.authenticator.resolve(request, request.method,
+                                                         scoped=True)
+    if user is None:
+        raise Unauthorized()
+    return user
+
+
+@router.post("/doc-token", responses=errors(*SIGNED_IN, 400, 413, 422))
+async def doc_token(body: DocTokenIn, user: Annotated[Principal, Depends(minter)],
+                    svc: Service) -> DocTokenOut:
+    """A short-lived token that can only view one document: read it, read the sources it
+    binds through it, follow it over /ws, and (`right: write`) send the viewer's changes.
+    Give it to a page on another site (`data-plotline-token` with /embed.js) instead of a
+    cookie or a key. It narrows the caller's rights, never adds to them: what the user may
+    not see stays unseen. A scoped token may renew itself (same document, same or lesser
+    right); it ends with the login or API key it came from."""
+    in_scope(user, body.doc)
+    if user.scope_doc is not None and body.right == "write" and not user.scope_write:
+        raise Forbidden("a read token cannot mint a write token", code="token_scope")
+    if user.credential is None:  # single-user mode: every caller is the owner already
+        raise BadRequest("single-user mode has no tokens: every caller is the owner",
+                         code="single_user")
+    extra = {SCOPE_CLAIM: body.doc, RIGHT_CLAIM: body.right}
+    return DocTokenOut(access_token=svc.issue_token(user.username, user.credential,
+                                                    ttl=body.ttl, **extra),
+                       expires_in=body.ttl, doc=body.doc, right=body.right)
 
 
 @router.get("/apikeys", response_model=list[KeyOut], responses=errors(*SIGNED_IN))

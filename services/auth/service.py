@@ -124,12 +124,13 @@ class AuthService:
         csrf = secrets.token_urlsafe(24)
         return self.issue_token(username, sid, csrf=csrf_digest(csrf)), csrf
 
-    def issue_token(self, username: str, sid: str, **extra: str) -> str:
+    def issue_token(self, username: str, sid: str, *, ttl: int | None = None,
+                    **extra: str) -> str:
         """A JWT for `username` in session `sid` (a login's, or the API key it came from:
         revoking either ends the token at once, everywhere)."""
         now = int(time.time())
         return self.ring.sign({"sub": username, "sid": sid, "iat": now,
-                               "exp": now + self.settings.token_ttl_seconds,
+                               "exp": now + (ttl or self.settings.token_ttl_seconds),
                                "iss": self.settings.issuer, "aud": self.settings.audience,
                                **extra})
 

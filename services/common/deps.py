@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from .errors import Unauthorized
+from .errors import Forbidden, Unauthorized
 from .identity import Authenticator, Principal
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -34,8 +34,26 @@ async def require_user(
     return principal
 
 
+async def document_reader(request: Request) -> Principal | None:
+    """As optional_user, but a token scoped to one document is accepted when this request
+    reads that document: the `doc_id` in the path (docs) or `?doc=` (data, reading a
+    source through the document that binds it)."""
+    principal = await request.app.state.authenticator.resolve(request, request.method,
+                                                              scoped=True)
+    return in_scope(principal, request.path_params.get("doc_id")
+                    or request.query_params.get("doc"))
+
+
+def in_scope(principal: Principal | None, doc: str | None) -> Principal | None:
+    if principal is not None and principal.scope_doc is not None and principal.scope_doc != doc:
+        raise Forbidden("this token is scoped to another document", code="token_scope")
+    return principal
+
+
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 CurrentUser = Annotated[Principal, Depends(require_user)]
+# the viewer's reads (a document, a source's rows and views through it)
+DocReader = Annotated[Principal | None, Depends(document_reader)]
 
 
 # Bodies decoded in worker threads at once, per process (json_body): a burst of large ones

@@ -29,7 +29,10 @@ def secured(send: Send) -> Send:
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", []))
             present = {name.lower() for name, _ in headers}
-            headers += [(n, v) for n, v in ALWAYS + UNLESS_SET if n not in present]
+            # a response with its own policy says who may frame it (frame-ancestors)
+            owned = b"content-security-policy" in present
+            headers += [(n, v) for n, v in ALWAYS + UNLESS_SET
+                        if n not in present and not (owned and n == b"x-frame-options")]
             message = {**message, "headers": headers}
         await send(message)
 

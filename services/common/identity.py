@@ -20,7 +20,15 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from .errors import Forbidden, Unauthorized
-from .names import API_KEY_PREFIX, CSRF_COOKIE, CSRF_HEADER, DEFAULT_USER, SESSION_COOKIE
+from .names import (
+    API_KEY_PREFIX,
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    DEFAULT_USER,
+    RIGHT_CLAIM,
+    SCOPE_CLAIM,
+    SESSION_COOKIE,
+)
 from .tokens import TokenVerifier
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -41,6 +49,12 @@ class Principal:
     credential: str | None = None
     # When the credential stops being valid (a JWT's `exp`, epoch seconds); None: no end.
     expires: float | None = None
+    # A scoped token's one document (POST /auth/doc-token): the principal may only view it
+    # (and change it through push, when `scope_write`), never anything else. It narrows the
+    # user's rights, never adds to them. Routes refuse it unless they accept it
+    # (`Authenticator.resolve(..., scoped=True)`, deps.DocReader).
+    scope_doc: str | None = None
+    scope_write: bool = False
 
 
 class ApiKeyCache:
@@ -90,8 +104,10 @@ class Authenticator:
         for listener in self.on_revoked:
             listener(credential)
 
-    async def from_token(self, token: str, via: str = "jwt") -> Principal:
-        """A bearer credential: an API key (by its prefix) or a JWT."""
+    async def from_token(self, token: str, via: str = "jwt", *,
+                         scoped: bool = False) -> Principal:
+        """A bearer credential: an API key (by its prefix) or a JWT; a token scoped to one
+        document only when the caller accepts one (`scoped`)."""
         if token.startswith(API_KEY_PREFIX):
             answer = await self.api_keys.lookup(token)
             if answer is None:
@@ -99,7 +115,7 @@ class Authenticator:
             return Principal(answer["username"], "apikey", answer.get("key_id"),
                              credential=answer.get("key_id"))
         principal, _ = await self._from_jwt(token, via)
-        return principal
+        return unscoped(principal) if not scoped else principal
 
     async def _from_jwt(self, token: str, via: str) -> tuple[Principal, dict[str, Any]]:
         claims = await self.verifier.verify(token)
@@ -112,11 +128,15 @@ class Authenticator:
         if live is None or live.get("username") != claims.sub:
             raise Unauthorized("session ended (signed out, key revoked or unknown user)",
                                code="session_ended")
-        return Principal(claims.sub, via, credential=sid,
-                         expires=float(claims.exp)), claims.raw
+        doc = claims.raw.get(SCOPE_CLAIM)
+        return Principal(claims.sub, via, credential=sid, expires=float(claims.exp),
+                         scope_doc=doc if isinstance(doc, str) else None,
+                         scope_write=claims.raw.get(RIGHT_CLAIM) == "write"), claims.raw
 
-    async def resolve(self, conn: HTTPConnection, method: str = "GET") -> Principal | None:
-        """The caller, or None when anonymous (multi-user mode only)."""
+    async def resolve(self, conn: HTTPConnection, method: str = "GET", *,
+                      scoped: bool = False) -> Principal | None:
+        """The caller, or None when anonymous (multi-user mode only). A token scoped to one
+        document is refused (403) unless the caller accepts one (`scoped`)."""
         if not self.multi_user:
             return Principal(DEFAULT_USER, "single-user")
         auth = conn.headers.get("authorization")
@@ -124,14 +144,22 @@ class Authenticator:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("use 'Authorization: Bearer <token or API key>'")
-            return await self.from_token(token.strip())
+            return await self.from_token(token.strip(), scoped=scoped)
         cookie = conn.cookies.get(SESSION_COOKIE)
         if cookie:
             principal, claims = await self._from_jwt(cookie, "cookie")
             if method.upper() not in SAFE_METHODS:
                 check_csrf(conn, claims)
-            return principal
+            return principal if scoped else unscoped(principal)
         return None
+
+
+def unscoped(principal: Principal) -> Principal:
+    """`principal`, unless it holds a scoped token: then 403 (default deny)."""
+    if principal.scope_doc is not None:
+        raise Forbidden("this token is scoped to viewing one document; use a login or an "
+                        "API key for anything else", code="token_scope")
+    return principal
 
 
 def csrf_digest(token: str) -> str:

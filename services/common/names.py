@@ -41,6 +41,9 @@ DATA_ACCESS = "plotline.data.access"  # may U (via doc D / share key K) read sou
 SESSION_COOKIE = "plotline_session"
 CSRF_COOKIE = "plotline_csrf"
 CSRF_HEADER = "X-CSRF-Token"
+# A scoped token's claims (POST /auth/doc-token): the one document, and "read" or "write"
+SCOPE_CLAIM = "doc"
+RIGHT_CLAIM = "right"
 
 DEFAULT_USER = "defaultuser"
 API_KEY_PREFIX = "pl_"

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.common.app import build_app, ready_checks
 from services.common.clients import service_clients
+from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
 
 from .config import DataSettings
@@ -58,5 +59,6 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
                     max_body_bytes=settings.max_body_bytes, routers=[router])
     # appends are answered before FastAPI (see fastappend.py); Embedded and
     # `plotline serve data` send requests to app.state.front
-    app.state.front = FastAppend(app, app)
+    # (outermost: viewers on other sites may read a source, services/common/cors.py)
+    app.state.front = ViewerCORS(FastAppend(app, app), app.state, "data")
     return app

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.deps import CurrentUser, MaybeUser
+from services.common.deps import CurrentUser, DocReader, MaybeUser
 from services.common.errors import Unprocessable, errors
 from services.common.names import SERVICE_PREFIXES
 
@@ -115,7 +115,7 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
 # unreadable id is 404 (401 anonymous); a change can be refused (403: read-only), lose to
 # too many writers (409 busy) or carry a body (413, 422; 400 when FastAPI cannot decode it:
 # create and append read their bodies themselves, and answer 422).
-LIST = errors(401, 503)
+LIST = errors(401, 403, 503)
 READ = errors(401, 403, 404, 422, 503)
 CHANGE = errors(401, 403, 404, 409, 413, 422, 503)
 WITH_BODY = errors(400, 401, 403, 404, 409, 413, 422, 503)
@@ -169,14 +169,14 @@ async def create_source(request: Request, user: CurrentUser, data: Data,
 
 
 @router.get("/sources/{source_id}", response_model=SourceOut, responses=READ)
-async def describe(source_id: str, user: MaybeUser, data: Data, through: Via) -> dict:
+async def describe(source_id: str, user: DocReader, data: Data, through: Via) -> dict:
     """Rows, version, rollover, and each column's dtype and content hash."""
     return await data.describe_source(source_id, user, through)
 
 
 @router.get("/sources/{source_id}/data", response_model=RowsOut,
             responses={200: {"content": {ARROW: BINARY}}, **READ})
-async def read_rows(source_id: str, request: Request, user: MaybeUser, data: Data,
+async def read_rows(source_id: str, request: Request, user: DocReader, data: Data,
                     through: Via, columns: str | None = None, start: int | None = None,
                     stop: int | None = None) -> Response:
     """Columnar JSON, or Arrow IPC with `Accept: application/vnd.apache.arrow.stream`."""
@@ -270,7 +270,7 @@ def parse_range(text: str | None, name: str) -> tuple[float, float] | None:
 
 
 @router.get("/sources/{source_id}/downsample", response_model=PointsOut, responses=READ)
-async def downsample(source_id: str, user: MaybeUser, x: str, y: str,
+async def downsample(source_id: str, user: DocReader, x: str, y: str,
                      views: Annotated[Any, Depends(get_views)], through: Via, n: int = 2000,
                      method: str = "minmaxlttb", x0: float | None = None,
                      x1: float | None = None) -> dict[str, Any]:
@@ -280,7 +280,7 @@ async def downsample(source_id: str, user: MaybeUser, x: str, y: str,
 
 @router.get("/sources/{source_id}/aggregate", response_model=RasterOut,
             responses={200: {"content": {"image/png": BINARY}}, **READ})
-async def aggregate(source_id: str, request: Request, user: MaybeUser, x: str, y: str,
+async def aggregate(source_id: str, request: Request, user: DocReader, x: str, y: str,
                     views: Annotated[Any, Depends(get_views)], through: Via, width: int = 800,
                     height: int = 600, x_range: str | None = None, y_range: str | None = None,
                     agg: str = "count", value: str | None = None,

@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from services.common.app import build_app, ready_checks
 from services.common.clients import service_clients
+from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
 
+from .account_pages import router as account_router
 from .config import DocsSettings
 from .events import follow_changes, start_responders
 from .fastread import FastRead
@@ -45,8 +47,10 @@ def create_app(settings: DocsSettings | None = None) -> FastAPI:
                 docs.workers.close()
 
     app = build_app(service="docs", title="Plotline docs", lifespan=lifespan,
-                    max_body_bytes=settings.max_body_bytes, routers=[router, pages_router])
+                    max_body_bytes=settings.max_body_bytes, routers=[router, pages_router,
+                                                                account_router])
     # the hot read is answered before FastAPI (see fastread.py); Embedded and
     # `plotline serve docs` send requests to app.state.front
-    app.state.front = FastRead(app, app)
+    # (outermost: viewers on other sites may read a document, services/common/cors.py)
+    app.state.front = ViewerCORS(FastRead(app, app), app.state, "docs")
     return app

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
+from services.common.deps import in_scope
 from services.common.front import Front, send_json
 from services.common.names import SERVICE_PREFIXES
 
@@ -29,7 +30,9 @@ class FastRead(Front):
         share = None
         if scope.get("query_string"):
             share = parse_qs(scope["query_string"].decode()).get("share", [None])[0]
-        principal = await self.state.authenticator.resolve(HTTPConnection(scope), "GET")
+        # (as routes.get_document: a token scoped to this document may read it)
+        principal = in_scope(await self.state.authenticator.resolve(
+            HTTPConnection(scope), "GET", scoped=True), doc_id)
         meta, body = await self.state.docs.read(doc_id, principal, share)
         etag = f'"{meta["version"]}"'.encode()
         if (b"if-none-match", etag) in scope["headers"]:

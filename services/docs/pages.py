@@ -44,12 +44,22 @@ PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inl
             "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'self'")
+# The frame a document's content is drawn in (frame.html): a sandbox with an opaque origin
+# whoever frames or opens it (the `sandbox` directive, not only the <iframe> attribute), no
+# network of its own, and eval allowed for the document's CustomJS: what runs there can
+# neither read the viewer's cookies nor call the API as the viewer. Any site may frame it
+# (/embed): it holds nothing until its parent sends a document.
+FRAME_SANDBOX = "allow-scripts allow-popups allow-popups-to-escape-sandbox allow-downloads"
+FRAME_CSP = (f"sandbox {FRAME_SANDBOX}; default-src 'none'; "
+             "script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+             "img-src * data: blob:; media-src * data: blob:; font-src 'self' data:; "
+             "connect-src 'none'; base-uri 'none'; form-action 'none'")
 JS = "application/javascript; charset=utf-8"
 MAX_SHARE_KEY = 200
 
 # Our own small assets, read once; their URLs carry a digest so they can be cached long.
-ASSETS = {name: (TEMPLATES / name).read_bytes() for name in ("pages.js", "viewer.js",
-                                                             "style.css")}
+ASSETS = {name: (TEMPLATES / name).read_bytes()
+          for name in ("pages.js", "viewer.js", "style.css", "frame.js", "frame.css")}
 ASSET_TYPES = {".js": JS, ".css": "text/css; charset=utf-8"}
 ASSET_DIGEST = hashlib.sha256(b"".join(ASSETS.values())).hexdigest()[:12]
 
@@ -107,26 +117,52 @@ async def visitor(request: Request) -> Principal | None:
         return None
 
 
+# The header's links: (page kind, path, text); shown to whoever has an account here.
+NAV = (("home", "/", "My plots"), ("sources", "/sources", "Data sources"),
+       ("keys", "/keys", "API keys"))
+
+
+def nav_bar(request: Request, user: Principal | None, kind: str) -> Safe:
+    """The header's links and who is signed in (single-user mode: no keys, no log out)."""
+    if user is None:
+        return Safe("")
+    prefix, multi = prefix_of(request), multi_user(request)
+    current = ' aria-current="page"'
+    links = "".join(f'<a href="{html.escape(prefix + path)}"{current if name == kind else ""}>'
+                    f"{text}</a>" for name, path, text in NAV if multi or name != "keys")
+    who = (render("user.html", username=user.username,
+                  logout_url=f"{prefix}{SERVICE_PREFIXES['auth']}/logout") if multi
+           else Safe('<span class="user">single-user mode</span>'))
+    return Safe(f'<nav class="nav" aria-label="Main">{links}</nav>\n  {who}')
+
+
 def page(request: Request, title: str, body: Safe, *, user: Principal | None,
          status: int = 200, head: Safe = Safe(""), kind: str = "page") -> HTMLResponse:
     prefix = prefix_of(request)
-    who = Safe("")
-    if user is not None and multi_user(request):
-        who = render("user.html", username=user.username,
-                     logout_url=f"{prefix}{SERVICE_PREFIXES['auth']}/logout")
     scripts = Safe(f'<script defer src="{html.escape(asset_url(prefix, "pages.js"))}">'
                    "</script>\n")
     text = render("base.html", title=title, css=asset_url(prefix, "style.css"),
-                  head=Safe(scripts + head), page=kind, home=f"{prefix}/", user=who, body=body)
+                  head=Safe(scripts + head), page=kind, home=f"{prefix}/",
+                  nav=nav_bar(request, user, kind), body=body)
     return HTMLResponse(text, status, headers={"Cache-Control": PRIVATE,
                                                "Content-Security-Policy": PAGE_CSP,
                                                "X-Frame-Options": "SAMEORIGIN"})
 
 
+# What a visitor can do next, by status (error.html)
+ERROR_HINTS = {
+    401: "Log in, then open the link again.",
+    403: "Ask the owner to share it with you, or log in as another user.",
+    404: "Check the address, or ask whoever sent it for a new link.",
+    500: "Try again in a moment; if it keeps happening, tell whoever runs this server.",
+}
+
+
 def error_page(request: Request, status: int, message: str, *, user: Principal | None,
                link: str | None = None, link_text: str = "Back to my plots") -> HTMLResponse:
     heading = "Not found" if status == 404 else f"Error {status}"
-    body = render("error.html", heading=heading, message=message,
+    body = render("error.html", heading=heading, message=message, status=status,
+                  hint=ERROR_HINTS.get(status, ERROR_HINTS[500]),
                   link=link or f"{prefix_of(request)}/", link_text=link_text)
     return page(request, heading, body, user=user, status=status, kind="error")
 
@@ -150,8 +186,9 @@ def login_url(prefix: str, next_path: str) -> str:
 
 def login_page(request: Request, next_path: str) -> HTMLResponse:
     prefix = prefix_of(request)
+    next_path = safe_next(prefix, next_path)
     body = render("login.html", api=f"{prefix}{SERVICE_PREFIXES['auth']}/login",
-                  next=safe_next(prefix, next_path))
+                  next=next_path, register=f"{prefix}/register?{urlencode({'next': next_path})}")
     return page(request, "Log in – Plotline", body, user=None, kind="login")
 
 
@@ -173,7 +210,7 @@ async def home(request: Request) -> Response:
         iso, shown = when(meta["updated"])
         rows.append(render("home_row.html", url=f"{prefix}/plots/{meta['id']}",
                            title=meta["title"], owner=meta["owner"], version=meta["version"],
-                           published="yes" if meta["published"] else "no",
+                           state="published" if meta["published"] else "private",
                            updated_iso=iso, updated=shown))
     content = (render("home_table.html", rows=Safe("".join(rows))) if rows else
                render("home_empty.html", api=f"{prefix}{SERVICE_PREFIXES['docs']}/"))
@@ -232,22 +269,37 @@ async def viewer(request: Request, doc_id: str) -> Response:
                 link=login_url(prefix, here) if anonymous else None,
                 link_text="Log in" if anonymous else "Back to my plots")
         return error_page(request, exc.status, exc.detail, user=user)
-    scripts = "".join(f'<script defer src="{html.escape(bokeh_url(prefix, f))}"></script>\n'
-                      for f in BOKEH_FILES)
     head = render("viewer_head.html", doc_id=doc_id, version=meta["version"],
-                  scripts=Safe(scripts), viewer_js=asset_url(prefix, "viewer.js"))
+                  viewer_js=asset_url(prefix, "viewer.js"))
     content = render("viewer.html", title=meta["title"], doc_id=doc_id,
                      version=meta["version"], payload=script_json(body),
                      api=f"{prefix}{API_PREFIX}", ws=f"{prefix}{SERVICE_PREFIXES['push']}",
                      share=request.query_params.get("share") or "",
-                     write=str(may_write(meta, user)).lower())
+                     write=str(may_write(meta, user)).lower(), frame=frame_url(prefix))
     return page(request, meta["title"], content, user=user, head=head, kind="viewer")
+
+
+def frame_url(prefix: str) -> str:
+    return f"{prefix}/frames/viewer?v={ASSET_DIGEST}"
+
+
+@router.get("/frames/viewer")
+async def frame(request: Request) -> Response:
+    """The sandboxed frame viewer.js draws a document in (the same for every document)."""
+    prefix = prefix_of(request)
+    scripts = "".join(f'<script defer src="{html.escape(bokeh_url(prefix, f))}"></script>\n'
+                      for f in BOKEH_FILES)
+    text = render("frame.html", css=asset_url(prefix, "frame.css"), scripts=Safe(scripts),
+                  frame_js=asset_url(prefix, "frame.js"))
+    # (no frame-ancestors and no X-Frame-Options: /embed frames it on other sites)
+    return HTMLResponse(text, headers={"Cache-Control": "public, max-age=86400",
+                                       "Content-Security-Policy": FRAME_CSP})
 
 
 @router.get("/embed/{doc_id}.js")
 async def embed(request: Request, doc_id: str) -> Response:
-    """Autoload script: `<script src=".../embed/ID.js?share=KEY"></script>` renders the
-    document right after itself, loading BokehJS from here when the page has none."""
+    """Autoload script: `<script src=".../embed/ID.js?share=KEY"></script>` shows the
+    document live right after itself, in a sandboxed frame from here (templates/embed.js)."""
     headers = {"Cache-Control": "no-cache", "Vary": "Cookie, Authorization",
                "X-Content-Type-Options": "nosniff"}
     try:
@@ -258,11 +310,24 @@ async def embed(request: Request, doc_id: str) -> Response:
         message = f"Plotline: cannot embed document {doc_id!r}: {reason} (HTTP {exc.status})"
         return Response(render("embed_error.js", message=script_json(message)), exc.status,
                         media_type=JS, headers=headers)
-    config = {"id": doc_id, "version": meta["version"],
-              "bokeh_base": f"../static/bokeh/{quote(BOKEH_VERSION)}/",
-              "bokeh_files": list(BOKEH_FILES)}
-    text = render("embed.js", payload=script_json(body), config=script_json(config))
+    text = render("embed.js", payload=script_json(body), config=embed_config(".."))
     return Response(text, media_type=JS, headers=headers)
+
+
+def embed_config(root: str) -> Safe:
+    """Where embed.js finds the rest, relative to its own URL (which the host page knows)."""
+    return script_json({"api": f"{root}{API_PREFIX}", "ws": f"{root}{SERVICE_PREFIXES['push']}",
+                        "frame": f"{root}{frame_url('')}",
+                        "viewer_js": f"{root}{asset_url('', 'viewer.js')}"})
+
+
+@router.get("/embed.js")
+async def embed_any() -> Response:
+    """Loader for `<div data-plotline-doc="ID" data-plotline-token="…">` elements: each is
+    read with its scoped token (viewer.js), so the script itself is the same for everyone."""
+    return Response(render("embed.js", payload=Safe("null"), config=embed_config(".")),
+                    media_type=JS, headers={"Cache-Control": "public, max-age=300",
+                                            "X-Content-Type-Options": "nosniff"})
 
 
 # --- static files --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.deps import CurrentUser, Large, MaybeUser, json_body
+from services.common.deps import CurrentUser, DocReader, Large, MaybeUser, json_body
 from services.common.errors import BadRequest, NotFound, errors
 from services.common.names import SERVICE_PREFIXES
 
@@ -149,7 +149,7 @@ class CollectedOut(DocSummary):
 # anonymous); a change can be refused (403), lose to too many writers (409 busy) or carry
 # a body (400 when it is not UTF-8 JSON, 413, 422); If-Match is 400 when malformed, 412 when
 # stale.
-LIST = errors(401, 503)
+LIST = errors(401, 403, 503)
 READ = errors(401, 403, 404, 422, 503)
 CHANGE = errors(401, 403, 404, 409, 422, 503)
 WITH_BODY = errors(400, 401, 403, 404, 409, 413, 422, 503)
@@ -172,7 +172,7 @@ async def create_document(user: CurrentUser, body: CreateBody, docs: Docs,
 
 @router.get("/{doc_id}", response_model=DocOut, responses={
     304: {"description": "Not modified: If-None-Match names the current version"}, **READ})
-async def get_document(doc_id: str, user: MaybeUser, docs: Docs, share: ShareKey = None,
+async def get_document(doc_id: str, user: DocReader, docs: Docs, share: ShareKey = None,
                        if_none_match: str | None = Header(default=None)) -> Response:
     """`{id, title, owner, version, published, doc}` with the version as ETag."""
     meta, body = await docs.read(doc_id, user, share)

@@ -43,13 +43,15 @@ class Access:
     version: int | None = None  # the channel's seq now, when the owner service says
 
 
-async def ask(bus: Bus, channel: Channel, user: str | None, share: str | None) -> Access:
-    """Ask the service that owns the entity (docs or data) what `user` may do."""
+async def ask(bus: Bus, channel: Channel, user: str | None, share: str | None,
+              doc: str | None = None) -> Access:
+    """Ask the service that owns the entity (docs or data) what `user` may do; a data
+    channel may be read through a document (`doc`, with its share key) that binds it."""
     if channel.kind == "doc":
         subject, request = DOCS_ACCESS, {"doc": channel.entity, "user": user, "share": share}
     else:
         subject, request = DATA_ACCESS, {"source": channel.entity, "user": user,
-                                         "share": share}
+                                         "doc": doc, "share": share}
     try:
         answer = await bus.request(subject, request)
     except Unavailable:

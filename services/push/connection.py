@@ -44,6 +44,7 @@ TOO_BIG = 1009      # message too big
 class ChannelState:
     channel: channels.Channel
     share: str | None = None
+    doc: str | None = None             # a data channel read through this document
     last: int | None = None            # the seq last sent (None: not known yet)
     replaying: bool = True             # live events wait in `held` (replay, or recheck)
     held: list[tuple[int | None, str, float]] = field(default_factory=list)
@@ -68,6 +69,9 @@ class Connection:
                  settings: PushSettings) -> None:
         self.sink = sink
         self.user = principal.username if principal else None
+        # a token scoped to one document: that document's channels only (Connection.allows)
+        self.scope_doc = principal.scope_doc if principal else None
+        self.scope_write = bool(principal and principal.scope_write)
         self.bus = bus
         self.hub = hub
         self.settings = settings
@@ -222,10 +226,14 @@ class Connection:
                               "channels per connection: unsubscribe from some first",
                               channel=channel.name)
         share = op.get("share") if isinstance(op.get("share"), str) else None
+        doc = op.get("doc") if isinstance(op.get("doc"), str) else None
+        if not self.allows(channel, doc):
+            return self.error("token_scope", "this token is scoped to another document",
+                              channel=channel.name)
         # listen first, then ask: every event after the seq the answer carries is caught
-        state = self.channels[channel.name] = ChannelState(channel, share)
+        state = self.channels[channel.name] = ChannelState(channel, share, doc)
         await self.hub.join(channel, self)
-        access = await self.hub.access(channel, self.user, share)
+        access = await self.hub.access(channel, self.user, share, doc)
         if not access.read:
             await self._drop(channel.name)
             return self.error("not_found", "no such channel, or you may not read it",
@@ -246,6 +254,14 @@ class Connection:
             state.last = now if since is None or now is None else max(since, now)
         self._release(state)
 
+    def allows(self, channel: channels.Channel, doc: str | None) -> bool:
+        """A scoped token's socket follows its document and the sources read through it."""
+        if self.scope_doc is None:
+            return True
+        if channel.kind == "doc":
+            return channel.entity == self.scope_doc
+        return doc == self.scope_doc
+
     def _release(self, state: ChannelState) -> None:
         state.replaying = False
         for seq, frame, born in state.held:
@@ -264,7 +280,8 @@ class Connection:
         task.add_done_callback(self._tasks.discard)
 
     async def _recheck(self, state: ChannelState) -> None:
-        access = await channels.ask(self.bus, state.channel, self.user, state.share)
+        access = await channels.ask(self.bus, state.channel, self.user, state.share,
+                                    state.doc)
         if self.channels.get(state.channel.name) is not state:
             return  # unsubscribed meanwhile
         if access.read:
@@ -293,6 +310,9 @@ class Connection:
             return self.error("invalid_patch", "patch needs doc (an id) and events (a list)")
         if self.user is None:
             return self.error("unauthorized", "log in to change documents", doc=doc)
+        if self.scope_doc is not None and (doc != self.scope_doc or not self.scope_write):
+            return self.error("token_scope", "this token may not change that document",
+                              doc=doc)
         try:
             answer = await self.bus.request(DOCS_PATCH, {"doc": doc, "user": self.user,
                                                          "events": events}, timeout=10)

@@ -61,20 +61,27 @@ def presents_credentials(conn: HTTPConnection) -> bool:
 async def admit(conn: HTTPConnection, settings: Any, authenticator: Any,
                 slots: Slots) -> tuple[Principal | None, tuple[str, str]]:
     """The caller (None: anonymous) and the slot it holds (give it back on close), or
-    Refused. Browsers on other sites may not use their visitors' cookies: an Origin must be
-    this server's own host or a listed one (no Origin: a script). Credentials as for REST
-    (header, cookie), plus ?token= for browsers."""
+    Refused. Credentials as for REST (header, cookie), plus ?token= for browsers. A page on
+    another site (an Origin that is neither this server's host nor a listed one: a plot
+    embedded there, or the sandboxed frame's opaque `null`) may not use its visitor's
+    cookies: it is anonymous unless it brings a token in ?token= (a scoped one, say). In
+    single-user mode, where every caller is the owner, such a page is refused."""
     origin = conn.headers.get("origin")
-    if origin and origin not in settings.allowed_origins and \
-            urlsplit(origin).netloc != conn.headers.get("host"):
-        raise Refused(BAD_ORIGIN, "origin not allowed")
+    foreign = bool(origin) and origin not in settings.allowed_origins and \
+        urlsplit(origin).netloc != conn.headers.get("host")
+    token = conn.query_params.get("token")
     try:
-        token = conn.query_params.get("token")
-        principal = await (authenticator.from_token(token) if token
-                           else authenticator.resolve(conn, "GET"))
+        if token:
+            principal = await authenticator.from_token(token, scoped=True)
+        elif foreign:
+            if not authenticator.multi_user:  # there, anyone who connects is the owner
+                raise Refused(BAD_ORIGIN, "origin not allowed")
+            principal = None
+        else:
+            principal = await authenticator.resolve(conn, "GET", scoped=True)
     except PlotlineError as exc:
         raise Refused(BAD_CREDENTIALS, exc.detail[:120]) from exc
-    if principal is not None and presents_credentials(conn):
+    if principal is not None and (token or (not foreign and presents_credentials(conn))):
         return principal, slots.take(("user", principal.username))
     # the socket's peer, or the client a trusted proxy names (as for login throttling)
     return principal, slots.take(("address", client_address(conn, settings.trusted_proxies)))

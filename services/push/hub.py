@@ -62,19 +62,21 @@ class Hub:
         self._subscriptions: dict[str, Any] = {}
         self._lock = asyncio.Lock()  # joins and leaves are rare; events never wait on it
         # Access answers, reused for ACCESS_TTL by more subscribers of the same channel:
-        # (channel, user, share) -> (asked at, Access). The answer's version is the
+        # (channel, user, share, doc) -> (asked at, Access). The answer's version is the
         # channel's seq when asked; it is still exact later only while this replica has
         # been listening to the channel since before asking (then `_seen` has every newer
         # seq), so that is when it is reused.
-        self._answers: dict[tuple[str, str | None, str | None], tuple[float, Access]] = {}
+        self._answers: dict[tuple[str, str | None, str | None, str | None],
+                            tuple[float, Access]] = {}
         self._listening_since: dict[str, float] = {}
         self._seen: dict[str, int] = {}
         # Connections by the credential they were opened with (an API key's id, a login
         # JWT's sid): its revocation event reaches every replica, which closes them.
         self._holders: dict[str, set[Listener]] = {}
 
-    async def access(self, channel: Channel, user: str | None, share: str | None) -> Access:
-        key, now = (channel.name, user, share), time.monotonic()
+    async def access(self, channel: Channel, user: str | None, share: str | None,
+                     doc: str | None = None) -> Access:
+        key, now = (channel.name, user, share, doc), time.monotonic()
         hit = self._answers.get(key)
         since = self._listening_since.get(channel.name)
         if hit and now - hit[0] < ACCESS_TTL and since is not None and since <= hit[0]:
@@ -84,7 +86,7 @@ class Hub:
                 return replace(answer, version=max(answer.version, self._seen[channel.name]))
             return answer
         ASKS.labels("asked").inc()
-        answer = await ask(self.bus, channel, user, share)
+        answer = await ask(self.bus, channel, user, share, doc)
         if len(self._answers) > 100_000:
             self._answers.clear()
         self._answers[key] = (now, answer)

@@ -1,27 +1,30 @@
-// Plotline viewer: renders the document embedded in #plotline-data with BokehJS (one <div>
-// per root inside #plotline-roots), then keeps it live:
+// Plotline viewer: keeps a document live in the page, drawn inside a sandboxed frame.
+//
+// The document's content is untrusted, so BokehJS renders it in an <iframe sandbox> with an
+// opaque origin (frame.js): it cannot read cookies or call the API as the viewer. This file
+// is the trusted half, on the page (/plots/<id>, or another site's page for /embed/<id>.js):
 // - every ColumnDataSource tagged "plotline:source=<id>" is filled from the data service,
 //   whatever the document itself holds for it;
-// - one websocket subscribes doc:<id> and data:<source> of every bound source, and applies
-//   their events as Bokeh would (patches, streams with rollover, refetches);
-// - events are applied once per animation frame (consecutive appends to one source are
-//   merged into one stream), so a fast stream costs a redraw per frame, not per event;
+// - one websocket subscribes doc:<id> and data:<source> of every bound source; events are
+//   sent to the frame once per animation frame (consecutive appends to one source merged
+//   into one stream), so a fast stream costs one redraw per frame, not one per event;
 // - on a lost connection it reconnects with backoff and `since`, so nothing is missed; a
-//   `resync`, a gap or a document replaced reloads the snapshot. #plotline-status says
-//   live / reconnecting / offline.
-// No inline script (CSP): everything comes from this file and the page's data attributes.
+//   `resync`, a gap or a document replaced reloads the snapshot. The status mark says
+//   live / reconnecting / offline;
+// - what a writer changes in the frame (widget values, selections) goes to docs as `patch`
+//   ops; anyone else's changes stay in their frame.
+// No inline script (CSP): the page's data attributes start it (or embed.js calls
+// PlotlineViewer.start).
 (function () {
   "use strict";
-  var container = document.getElementById("plotline-roots");
-  var status = document.getElementById("plotline-status");
-  var payload = JSON.parse(document.getElementById("plotline-data").textContent);
-  var api = container.dataset.api, share = container.dataset.share || "";
-  var docId = payload.id;
   var SOURCE_TAG = "plotline:source=";
-
-  // --- rendering -------------------------------------------------------------------------
-  var bokehDoc = null;   // the BokehJS Document on the page
-  var bound = {};        // source id -> [ColumnDataSource model ids bound to it]
+  // What a person changes and a writer's page may send: widget values and selections.
+  // BokehJS also syncs what it works out itself (layout sizes, ranges fitted to new data);
+  // sending those would make every writer's page rewrite the document as it renders.
+  var INPUT = {value: 1, value_throttled: 1, active: 1, indices: 1, line_indices: 1,
+               multiline_indices: 1, labels: 1};
+  var MAX_PENDING = 20000;       // events held for one frame (a hidden tab): then reload
+  var MAX_CHANGES = 256 * 1024;  // bytes of changes one frame's message may carry
 
   function boundSources(docJson) {
     // source id -> model ids, from the tags of the document's objects
@@ -44,296 +47,338 @@
     return found;
   }
 
-  function render(docJson) {
-    container.textContent = "";
-    Bokeh.documents.splice(0, Bokeh.documents.length);  // (the page shows one document)
-    var roots = {};
-    docJson.roots.forEach(function (root, i) {
-      var div = document.createElement("div");
-      div.id = "plotline-root-" + i;
-      div.className = "plotline-root";
-      container.appendChild(div);
-      roots[root.id] = div.id;
-    });
-    var docs = {};
-    docs[docId] = docJson;
-    var items = [{docid: docId, roots: roots, root_ids: Object.keys(roots),
-                  use_for_title: false}];
-    bound = boundSources(docJson);
-    return Promise.resolve(Bokeh.embed.embed_items(docs, items)).then(function () {
-      bokehDoc = Bokeh.documents[Bokeh.documents.length - 1];
-      bokehDoc.on_change(changedHere, false);
-    });
-  }
+  function start(o) {
+    // o: {container, status?, error?, docId, doc, version, api, ws, share?, write?, token?,
+    //     frameUrl, title?}
+    var docId = o.docId, share = o.share || "", canWrite = o.write === true;
+    var bound = {};
 
-  function fail(message, err) {
-    var box = document.getElementById("plotline-error");
-    box.textContent = message;
-    box.hidden = false;
-    if (err) { console.error(err); }
-  }
+    // --- the frame -----------------------------------------------------------------------
+    var frame = document.createElement("iframe");
+    frame.className = "plotline-frame";
+    // styled here, not by a sheet: on another site's page (/embed) ours is not there
+    frame.style.cssText = "display:block;width:100%;height:420px;border:0;" +
+                          "background:transparent";
+    frame.title = o.title ? "Plot: " + o.title : "Plot";
+    // scripts, and links/saves the viewer asks for; never same-origin, forms, top navigation
+    frame.setAttribute("sandbox",
+                       "allow-scripts allow-popups allow-popups-to-escape-sandbox " +
+                       "allow-downloads");
+    frame.setAttribute("referrerpolicy", "no-referrer");
+    var frameReady = new Promise(function (resolve) { frame.ready = resolve; });
+    var calls = {}, nextCall = 1;
 
-  // --- the data service ------------------------------------------------------------------
-  function query(extra) {
-    var params = new URLSearchParams(extra || {});
-    params.set("doc", docId);  // read as a reader of this document
-    if (share) { params.set("share", share); }
-    return "?" + params.toString();
-  }
+    function toFrame(message) {
+      message.plotline = 1;
+      frame.contentWindow.postMessage(message, "*");  // (an opaque origin has no name)
+    }
 
-  function models(source) {
-    return (bound[source] || []).map(function (id) {
-      return bokehDoc && bokehDoc.get_model_by_id(id);
-    }).filter(Boolean);
-  }
-
-  function fetchSource(source) {
-    // the whole source as the CDS data; resolves to its version
-    return fetch(api + "/data/sources/" + encodeURIComponent(source) + "/data" + query(),
-                 {credentials: "same-origin", headers: {"Accept": "application/json"}})
-      .then(function (response) {
-        if (!response.ok) { throw new Error("source " + source + ": HTTP " + response.status); }
-        return response.json();
-      }).then(function (body) {
-        // (sync: false, here and below: what comes from the server is never sent back)
-        models(source).forEach(function (cds) { cds.setv({data: body.columns}, {sync: false}); });
-        return body.version;
+    function renderInFrame(docJson) {
+      bound = boundSources(docJson);
+      return frameReady.then(function () {
+        return new Promise(function (resolve, reject) {
+          var id = nextCall++;
+          calls[id] = function (error) { return error ? reject(new Error(error)) : resolve(); };
+          toFrame({op: "render", id: id, docId: docId, doc: docJson, bound: bound,
+                   write: canWrite});
+        });
       });
-  }
+    }
 
-  // --- the socket ------------------------------------------------------------------------
-  var socket = null, attempt = 0, stopped = false, retry = null;
-  var seqs = {};      // channel -> last seq applied
-  var pending = [];   // events waiting for the next animation frame
-  var frame = null;
-
-  function setStatus(state, text) {
-    status.dataset.state = state;
-    status.textContent = text;
-  }
-
-  function wsUrl() {
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    return scheme + location.host + container.dataset.ws;
-  }
-
-  function send(op) {
-    if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(op)); }
-  }
-
-  function subscribe(channel) {
-    var op = {op: "subscribe", channel: channel};
-    if (seqs[channel] != null) { op.since = seqs[channel]; }
-    if (share) { op.share = share; }
-    send(op);
-  }
-
-  function channels() {
-    return ["doc:" + docId].concat(Object.keys(bound).map(function (s) { return "data:" + s; }));
-  }
-
-  function connect() {
-    if (stopped) { return; }
-    socket = new WebSocket(wsUrl());
-    socket.onopen = function () { channels().forEach(subscribe); };
-    socket.onmessage = function (message) { receive(JSON.parse(message.data)); };
-    socket.onclose = function (event) {
-      socket = null;
-      if (event.code === 4401 || event.code === 4403) {  // credentials, origin: final
-        stopped = true;
-        setStatus("offline", "offline: " + (event.reason || "refused") +
-                  " (reload the page to try again)");
-        return;
+    window.addEventListener("message", function (event) {
+      // only our frame's messages, and only what we understand: the frame runs untrusted code
+      var m = event.data;
+      if (event.source !== frame.contentWindow || !m || m.plotline !== 1) { return; }
+      if (m.op === "ready") {
+        frame.ready();
+      } else if (m.op === "done" && calls[m.id]) {
+        var call = calls[m.id];
+        delete calls[m.id];
+        call(typeof m.error === "string" ? m.error.slice(0, 300) : null);
+      } else if (m.op === "size" && typeof m.height === "number" && isFinite(m.height)) {
+        frame.style.height = Math.max(60, Math.min(20000, Math.round(m.height))) + "px";
+      } else if (m.op === "changes") {
+        sendChanges(m.events);
+      } else if (m.op === "failed") {
+        var channel = m.channel === "doc" ? "doc:" + docId : m.channel;
+        if (channels().indexOf(channel) >= 0) { reload(channel); }
       }
-      // backoff with jitter: 0.5 s, 1 s, 2 s … at most 15 s
-      var delay = Math.min(15000, 500 * Math.pow(2, attempt++)) * (0.5 + Math.random() / 2);
-      setStatus("reconnecting", "reconnecting…");
-      retry = setTimeout(connect, delay);
-    };
-  }
+    });
+    frame.src = o.frameUrl;
+    o.container.appendChild(frame);
 
-  window.addEventListener("online", function () {
-    if (!socket && !stopped) { clearTimeout(retry); attempt = 0; connect(); }
-  });
-  window.addEventListener("offline", function () { setStatus("offline", "offline"); });
+    function fail(message, err) {
+      if (o.error) {
+        o.error.textContent = message;
+        o.error.hidden = false;
+      }
+      console.error("plotline: " + message, err || "");
+    }
 
-  function receive(msg) {
-    if (msg.op === "subscribed") {
-      if (seqs[msg.channel] == null) { seqs[msg.channel] = msg.seq; }
-      attempt = 0;
-      setStatus("live", "live");
-    } else if (msg.op === "event") {
-      pending.push(msg);
-      if (frame === null) { frame = requestAnimationFrame(flush); }
-    } else if (msg.op === "resync") {
-      reload(msg.channel);
-    } else if (msg.op === "error" && msg.channel) {
-      console.warn("plotline:", msg.code, msg.detail, msg.channel);
-      if (msg.code === "revoked" && msg.channel === "doc:" + docId) {
-        stopped = true;
-        if (socket) { socket.close(); }
-        setStatus("offline", "you may no longer view this plot");
+    // --- the API -------------------------------------------------------------------------
+    function request(path, params) {
+      var query = new URLSearchParams(params || {});
+      if (share) { query.set("share", share); }
+      var headers = {"Accept": "application/json"};
+      if (o.token) { headers.Authorization = "Bearer " + o.token; }
+      var q = query.toString();
+      return fetch(o.api + path + (q ? "?" + q : ""),
+                   {headers: headers, credentials: o.token ? "omit" : "same-origin"})
+        .then(function (response) {
+          if (!response.ok) { throw new Error(path + ": HTTP " + response.status); }
+          return response.json();
+        });
+    }
+
+    function fetchSource(source) {
+      // the whole source as the CDS data (read as a reader of this document); its version
+      return request("/data/sources/" + encodeURIComponent(source) + "/data", {doc: docId})
+        .then(function (body) {
+          toFrame({op: "apply", items: [{kind: "fill", source: source,
+                                         columns: body.columns}]});
+          return body.version;
+        });
+    }
+
+    // --- the socket ----------------------------------------------------------------------
+    var socket = null, attempt = 0, stopped = false, retry = null, renewed = false;
+    var seqs = {};      // channel -> last seq applied
+    var pending = [];   // events waiting for the next animation frame
+    var flushing = null;
+
+    function setStatus(state, text) {
+      if (o.status) {
+        o.status.dataset.state = state;
+        o.status.textContent = text;
+      }
+      o.container.dataset.live = state;
+    }
+
+    function send(op) {
+      if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(op)); }
+    }
+
+    function subscribe(channel) {
+      var op = {op: "subscribe", channel: channel};
+      if (seqs[channel] != null) { op.since = seqs[channel]; }
+      if (share) { op.share = share; }
+      if (channel.indexOf("data:") === 0) { op.doc = docId; }  // read through this document
+      send(op);
+    }
+
+    function channels() {
+      return ["doc:" + docId].concat(Object.keys(bound).map(function (s) { return "data:" + s; }));
+    }
+
+    function stop(text) {
+      stopped = true;
+      clearTimeout(retry);
+      if (socket) { socket.close(); }
+      setStatus("offline", text);
+    }
+
+    function connect() {
+      if (stopped) { return; }
+      socket = new WebSocket(o.ws + (o.token ? "?token=" + encodeURIComponent(o.token) : ""));
+      socket.onopen = function () { channels().forEach(subscribe); };
+      socket.onmessage = function (message) { receive(JSON.parse(message.data)); };
+      socket.onclose = function (event) {
+        socket = null;
+        if (stopped) { return; }
+        if (renewed) { renewed = false; return connect(); }  // the new token, at once
+        if (event.code === 4401 || event.code === 4403) {  // credentials, origin: final
+          return stop("offline: " + (event.reason || "refused") +
+                      " (reload the page to try again)");
+        }
+        // backoff with jitter: 0.5 s, 1 s, 2 s … at most 15 s
+        var delay = Math.min(15000, 500 * Math.pow(2, attempt++)) * (0.5 + Math.random() / 2);
+        setStatus("reconnecting", "reconnecting…");
+        retry = setTimeout(connect, delay);
+      };
+    }
+
+    window.addEventListener("online", function () {
+      if (!socket && !stopped) { clearTimeout(retry); attempt = 0; connect(); }
+    });
+    window.addEventListener("offline", function () {
+      if (!stopped) { setStatus("offline", "offline"); }
+    });
+
+    function receive(msg) {
+      if (msg.op === "subscribed") {
+        if (seqs[msg.channel] == null) { seqs[msg.channel] = msg.seq; }
+        attempt = 0;
+        setStatus("live", "live");
+      } else if (msg.op === "event") {
+        if (pending.length >= MAX_PENDING) {  // not drawn for a long while: start afresh
+          pending = [];
+          return channels().forEach(reload);
+        }
+        pending.push(msg);
+        if (flushing === null) { flushing = requestAnimationFrame(flush); }
+      } else if (msg.op === "resync") {
+        reload(msg.channel);
+      } else if (msg.op === "error" && msg.channel) {
+        console.warn("plotline:", msg.code, msg.detail, msg.channel);
+        if ((msg.code === "revoked" || msg.code === "not_found") &&
+            msg.channel === "doc:" + docId) {
+          stop(share ? "this link no longer works: ask its owner for a new one"
+                     : "you may no longer view this plot");
+        }
       }
     }
-  }
 
-  // --- applying events, once per animation frame -------------------------------------------
-  function flush() {
-    frame = null;
-    var events = pending;
-    pending = [];
-    var streams = {};  // source -> merged append, applied in order with everything else
-    var order = [];
-    events.forEach(function (msg) {
-      var last = seqs[msg.channel];
-      if (last != null && msg.seq != null) {
-        if (msg.seq <= last) { return; }           // already applied (a replay overlap)
-        if (msg.seq !== last + 1) { return reload(msg.channel); }  // a gap: reload
-      }
-      if (msg.seq != null) { seqs[msg.channel] = msg.seq; }
-      var source = msg.channel.indexOf("data:") === 0 ? msg.channel.slice(5) : null;
-      var d = msg.data || {};
-      if (source && msg.type === "appended" && d.columns && !d.refetch) {
-        var merged = streams[source];
-        if (merged && merged.rollover === (d.rollover == null ? null : d.rollover)) {
-          Object.keys(d.columns).forEach(function (name) {
-            merged.columns[name] = (merged.columns[name] || []).concat(d.columns[name]);
-          });
+    // --- events to the frame, once per animation frame ---------------------------------
+    function flush() {
+      flushing = null;
+      var events = pending;
+      pending = [];
+      var streams = {};  // source -> merged append, applied in order with everything else
+      var items = [];
+      events.forEach(function (msg) {
+        var last = seqs[msg.channel];
+        if (last != null && msg.seq != null) {
+          if (msg.seq <= last) { return; }           // already applied (a replay overlap)
+          if (msg.seq !== last + 1) { return reload(msg.channel); }  // a gap: reload
+        }
+        if (msg.seq != null) { seqs[msg.channel] = msg.seq; }
+        var source = msg.channel.indexOf("data:") === 0 ? msg.channel.slice(5) : null;
+        var d = msg.data || {};
+        if (source && msg.type === "appended" && d.columns && !d.refetch) {
+          var rollover = d.rollover == null ? null : d.rollover;
+          var merged = streams[source];
+          if (merged && merged.rollover === rollover) {
+            Object.keys(d.columns).forEach(function (name) {
+              merged.columns[name] = (merged.columns[name] || []).concat(d.columns[name]);
+            });
+            return;
+          }
+          streams[source] = {kind: "stream", source: source, columns: copy(d.columns),
+                             rollover: rollover};
+          items.push(streams[source]);
           return;
         }
-        streams[source] = {columns: copyColumns(d.columns),
-                           rollover: d.rollover == null ? null : d.rollover};
-        order.push({stream: source, batch: streams[source]});
-        return;
-      }
-      if (source) { streams[source] = undefined; }  // later appends may not jump ahead
-      order.push({msg: msg, source: source});
-    });
-    order.forEach(function (item) {
-      try {
-        if (item.stream) { return streamInto(item.stream, item.batch); }
-        apply(item.msg, item.source);
-      } catch (err) {
-        console.error("plotline: could not apply", item, err);
-        reload(item.msg ? item.msg.channel : "data:" + item.stream);
-      }
-    });
-  }
-
-  function copyColumns(columns) {
-    var out = {};
-    Object.keys(columns).forEach(function (name) { out[name] = columns[name].slice(); });
-    return out;
-  }
-
-  function streamInto(source, batch) {
-    models(source).forEach(function (cds) {
-      cds.stream(batch.columns, batch.rollover == null ? undefined : batch.rollover,
-                 {sync: false});
-    });
-  }
-
-  function apply(msg, source) {
-    var d = msg.data || {};
-    if (source === null) {  // the document
-      if (msg.type === "patched" && Array.isArray(d.events)) {
-        var events = d.events.filter(function (e) { return !stillEditing(e); });
-        if (events.length) { bokehDoc.apply_json_patch({events: events}); }
-      } else if (msg.type === "replaced" || d.reload) {
-        reload(msg.channel);
-      } else if (msg.type === "deleted") {
-        stopped = true;
-        if (socket) { socket.close(); }
-        setStatus("offline", "this plot was deleted");
-      }
-      return;
-    }
-    if (msg.type === "appended" || msg.type === "columns_changed") {
-      return reload(msg.channel);  // (appends with rows in them were merged in flush)
-    }
-    if (msg.type === "patched" && d.patches) {
-      models(source).forEach(function (cds) { cds.patch(d.patches, {sync: false}); });
-    } else if (msg.type === "deleted") {
-      models(source).forEach(function (cds) {
-        var empty = {};
-        Object.keys(cds.data).forEach(function (name) { empty[name] = []; });
-        cds.setv({data: empty}, {sync: false});
+        if (source) { streams[source] = undefined; }  // later appends may not jump ahead
+        var item = translate(msg, source, d);
+        if (item) { items.push(item); }
       });
+      if (items.length) { toFrame({op: "apply", items: items}); }
     }
-  }
 
-  // --- two-way: what the viewer changes --------------------------------------------------
-  // A writer's changes (widget values, selections: whatever BokehJS syncs) go to docs as
-  // `patch` ops, once per animation frame; docs stores them and every viewer gets them.
-  // Anyone else's stay on their page (nobody changes a published plot by playing with it).
-  // Changes applied from the server are not "sync", so they are never sent back.
-  var canWrite = container.dataset.write === "true";
-  var outgoing = [], outFrame = null;
-  var touched = {};  // "model.attr" -> when this page last changed it
-
-  // What a person changes: widget values and selections. BokehJS also syncs what it works
-  // out itself (layout sizes, ranges fitted to new data); sending those would make every
-  // writer's page rewrite the document as it renders or streams. Pan/zoom ranges: not yet.
-  var INPUT = {value: 1, value_throttled: 1, active: 1, indices: 1, line_indices: 1,
-               multiline_indices: 1, labels: 1};
-  var settledAt = Infinity;  // changes before this (the first render's own) are not sent
-
-  function changedHere(event) {
-    if (!canWrite || !event.sync || Date.now() < settledAt) { return; }
-    if (!(event.attr && INPUT[event.attr])) { return; }
-    if (event.model && event.attr) { touched[event.model.id + "." + event.attr] = Date.now(); }
-    outgoing.push(event);
-    if (outFrame === null) { outFrame = requestAnimationFrame(sendChanges); }
-  }
-
-  function sendChanges() {
-    outFrame = null;
-    var events = outgoing, last = {};
-    outgoing = [];
-    // a dragged slider makes many changes of one attribute a frame: send the last one
-    events.forEach(function (event, i) {
-      if (event.model && event.attr) { last[event.model.id + "." + event.attr] = i; }
-    });
-    events = events.filter(function (event, i) {
-      return !(event.model && event.attr) || last[event.model.id + "." + event.attr] === i;
-    });
-    if (events.length) {
-      send({op: "patch", doc: docId, events: bokehDoc.create_json_patch(events).events});
+    function copy(columns) {
+      var out = {};
+      Object.keys(columns).forEach(function (name) { out[name] = columns[name].slice(); });
+      return out;
     }
-  }
 
-  function stillEditing(event) {
-    // the server's copy of a change this page made a moment ago (or of an older value,
-    // while the user keeps dragging): applying it would pull the widget back
-    var when = event.model && touched[event.model.id + "." + event.attr];
-    return event.kind === "ModelChanged" && when && Date.now() - when < 1000;
-  }
-
-  // --- snapshots ---------------------------------------------------------------------------
-  var reloading = {};
-
-  function reload(channel) {
-    // fetch the channel's entity afresh and subscribe again from the version it had
-    if (reloading[channel]) { return; }
-    reloading[channel] = true;
-    var done = function () { reloading[channel] = false; };
-    if (channel.indexOf("data:") === 0) {
-      var source = channel.slice(5);
-      fetchSource(source).then(function (version) {
-        seqs[channel] = version;
-        send({op: "unsubscribe", channel: channel});
-        subscribe(channel);
-      }).catch(function (err) { console.error(err); }).then(done);
-      return;
+    function translate(msg, source, d) {
+      // one event as an item for the frame, or null (after acting on it here)
+      if (source === null) {  // the document
+        if (msg.type === "patched" && Array.isArray(d.events)) {
+          var events = d.events.filter(function (e) { return !stillEditing(e); });
+          return events.length ? {kind: "doc_patch", events: events} : null;
+        }
+        if (msg.type === "replaced" || d.reload) {
+          reload(msg.channel);
+        } else if (msg.type === "deleted") {
+          stop("this plot was deleted");
+        }
+        return null;
+      }
+      if (msg.type === "appended" || msg.type === "columns_changed") {
+        reload(msg.channel);  // (appends with rows in them were merged in flush)
+        return null;
+      }
+      if (msg.type === "patched" && d.patches) {
+        return {kind: "source_patch", source: source, patches: d.patches};
+      }
+      return msg.type === "deleted" ? {kind: "clear", source: source} : null;
     }
-    fetch(api + "/docs/" + encodeURIComponent(docId) + (share ? "?share=" +
-          encodeURIComponent(share) : ""), {credentials: "same-origin"})
-      .then(function (response) {
-        if (!response.ok) { throw new Error("document: HTTP " + response.status); }
+
+    // --- a scoped token lives minutes: renew it before it ends -------------------------
+    function claims(token) {
+      // the JWT's claims (read, not verified: the server does that), or null
+      try {
+        return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      } catch (err) { return null; }
+    }
+
+    function renewLater() {
+      var c = o.token ? claims(o.token) : null;
+      if (!c || !c.exp) { return; }
+      // at four fifths of its life (the clocks of page and server may differ a little)
+      setTimeout(renew, Math.max(5, (c.exp - Date.now() / 1000) * 0.8) * 1000);
+    }
+
+    var minted = o.token && claims(o.token);
+    var lifetime = minted && minted.exp && minted.iat ?
+      Math.max(30, Math.min(3600, minted.exp - minted.iat)) : 600;
+
+    function renew() {
+      if (stopped) { return; }
+      fetch(o.api + "/auth/doc-token", {
+        method: "POST", credentials: "omit",
+        headers: {"Authorization": "Bearer " + o.token, "Content-Type": "application/json"},
+        body: JSON.stringify({doc: docId, right: canWrite ? "write" : "read",
+                              ttl: lifetime})
+      }).then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.json();
       }).then(function (body) {
+        o.token = body.access_token;
+        // the socket holds the old token until its end: reopen it now, from where it was
+        if (socket) { renewed = true; socket.close(); }
+        renewLater();
+      }).catch(function (err) {
+        console.warn("plotline: could not renew the token: " + err);
+        setTimeout(renew, 10000);  // the socket keeps working until the old one ends
+      });
+    }
+
+    // --- two-way: what the viewer changes in the frame ---------------------------------
+    var touched = {};  // "model.attr" -> when this page last changed it
+
+    function sendChanges(events) {
+      // The frame runs the document's code: send only a writer's changes of inputs.
+      if (!canWrite || !Array.isArray(events) || !events.length) { return; }
+      var ok = events.every(function (e) {
+        return e && e.kind === "ModelChanged" && typeof e.attr === "string" &&
+          INPUT.hasOwnProperty(e.attr) && e.model && typeof e.model.id === "string";
+      });
+      if (!ok || JSON.stringify(events).length > MAX_CHANGES) {
+        return console.warn("plotline: the frame sent changes that are not inputs: dropped");
+      }
+      var now = Date.now();
+      events.forEach(function (e) { touched[e.model.id + "." + e.attr] = now; });
+      send({op: "patch", doc: docId, events: events});
+    }
+
+    function stillEditing(event) {
+      // the server's copy of a change this page made a moment ago (or of an older value,
+      // while the user keeps dragging): applying it would pull the widget back
+      var when = event && event.model && touched[event.model.id + "." + event.attr];
+      return event.kind === "ModelChanged" && when && Date.now() - when < 1000;
+    }
+
+    // --- snapshots -----------------------------------------------------------------------
+    var reloading = {};
+
+    function reload(channel) {
+      // fetch the channel's entity afresh and subscribe again from the version it had
+      if (reloading[channel]) { return; }
+      reloading[channel] = true;
+      var done = function () { reloading[channel] = false; };
+      if (channel.indexOf("data:") === 0) {
+        fetchSource(channel.slice(5)).then(function (version) {
+          seqs[channel] = version;
+          send({op: "unsubscribe", channel: channel});
+          subscribe(channel);
+        }).catch(function (err) { console.error(err); }).then(done);
+        return;
+      }
+      request("/docs/" + encodeURIComponent(docId)).then(function (body) {
         var before = Object.keys(bound);
-        return render(body.doc).then(function () {
+        return renderInFrame(body.doc).then(function () {
           seqs[channel] = body.version;
           send({op: "unsubscribe", channel: channel});
           subscribe(channel);
@@ -345,22 +390,41 @@
           }));
         });
       }).catch(function (err) { fail("Could not reload this plot: " + err, err); }).then(done);
+    }
+
+    // --- start ---------------------------------------------------------------------------
+    setStatus("connecting", "connecting…");
+    // the document came with the page (or embed/ID.js), or is read now (embed.js + token)
+    var first = o.doc ? Promise.resolve({doc: o.doc, version: o.version})
+                      : request("/docs/" + encodeURIComponent(docId));
+    first.then(function (body) {
+      return renderInFrame(body.doc).then(function () { return body.version; });
+    }).then(function (version) {
+      seqs["doc:" + docId] = version;
+      return Promise.all(Object.keys(bound).map(function (source) {
+        return fetchSource(source).then(function (version) { seqs["data:" + source] = version; });
+      }));
+    }).catch(function (err) {
+      fail("Could not render this plot: " + err, err);
+    }).then(function () {
+      o.container.dataset.rendered = "true";
+      connect();
+      renewLater();
+    });
   }
 
-  // --- start -------------------------------------------------------------------------------
-  render(payload.doc).then(function () {
-    seqs["doc:" + docId] = payload.version;
-    return Promise.all(Object.keys(bound).map(function (source) {
-      return fetchSource(source).then(function (version) { seqs["data:" + source] = version; });
-    }));
-  }).then(function () {
-    container.dataset.rendered = "true";
-    // ranges fit themselves to the data in the frames after the first render
-    setTimeout(function () { settledAt = 0; }, 500);
-    connect();
-  }).catch(function (err) {
-    container.dataset.rendered = "true";
-    fail("Could not render this plot: " + err, err);
-    connect();
-  });
+  window.PlotlineViewer = {start: start};
+
+  // the viewer page: everything it needs is in its data attributes
+  var container = document.getElementById("plotline-roots");
+  if (container) {
+    var payload = JSON.parse(document.getElementById("plotline-data").textContent);
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    start({container: container, status: document.getElementById("plotline-status"),
+           error: document.getElementById("plotline-error"), docId: payload.id,
+           doc: payload.doc, version: payload.version, api: container.dataset.api,
+           ws: scheme + location.host + container.dataset.ws,
+           share: container.dataset.share, write: container.dataset.write === "true",
+           frameUrl: container.dataset.frame, title: container.dataset.title});
+  }
 })();
