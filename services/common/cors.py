@@ -25,12 +25,13 @@ ID = "[A-Za-z0-9]+"
 # with which method: its document, a source's rows and views, and renewing its token.
 VIEWER_CALLS = {
     "docs": (re.compile(rf"^{SERVICE_PREFIXES['docs']}/{ID}$"), "GET"),
-    "data": (re.compile(rf"^{SERVICE_PREFIXES['data']}/sources/{ID}/(data|downsample|aggregate)$"),
-             "GET"),
+    "data": (re.compile(
+        rf"^{SERVICE_PREFIXES['data']}/sources/{ID}(/data|/downsample|/aggregate)?$"), "GET"),
     "auth": (re.compile(rf"^{SERVICE_PREFIXES['auth']}/doc-token$"), "POST"),
 }
 ALLOW = [(b"access-control-allow-origin", b"*"),
-         (b"access-control-expose-headers", b"ETag")]
+         (b"access-control-expose-headers",
+          b"ETag, X-Plotline-Version, X-Plotline-X-Range, X-Plotline-Y-Range")]
 PREFLIGHT = ALLOW + [(b"access-control-allow-headers", b"Authorization, Accept, Content-Type"),
                      (b"access-control-max-age", b"600"),
                      (b"content-length", b"0")]

@@ -286,11 +286,15 @@ async def aggregate(source_id: str, request: Request, user: DocReader, x: str, y
                     agg: str = "count", value: str | None = None,
                     format: str | None = None) -> Response:
     """A raster of the points (count, sum or mean per pixel): PNG (`format=png` or
-    `Accept: image/png`) or a JSON array, row 0 = lowest y."""
+    `Accept: image/png`) or a JSON array, row 0 = lowest y. `X-Plotline-X-Range` and
+    `X-Plotline-Y-Range` say the ranges drawn (the data's own where none was given)."""
     png = format == "png" or "image/png" in request.headers.get("accept", "")
     m, content = await views.aggregate(source_id, user, x, y, width, height,
                                        parse_range(x_range, "x_range"),
                                        parse_range(y_range, "y_range"), agg, value, through,
                                        png=png)
+    (x0, x1), (y0, y1) = m["ranges"]
     return Response(content, media_type="image/png" if png else "application/json",
-                    headers={"X-Plotline-Version": str(m["version"])})
+                    headers={"X-Plotline-Version": str(m["version"]),
+                             "X-Plotline-X-Range": f"{x0!r},{x1!r}",
+                             "X-Plotline-Y-Range": f"{y0!r},{y1!r}"})

@@ -111,10 +111,14 @@ class Views:
         names = (x, y, value) if value else (x, y)
         m, arrays = await self._columns(source_id, principal, *names, via=via)
 
-        def compute() -> bytes:
+        def compute() -> tuple[dict, bytes]:
+            # the ranges drawn (the data's own where none was asked), for the image's place
+            ranges = (x_range if x_range is not None else large.data_range(arrays[0]),
+                      y_range if y_range is not None else large.data_range(arrays[1]))
             grid = large.aggregate(arrays[0], arrays[1], width=width, height=height,
-                                   x_range=x_range, y_range=y_range, agg=agg,
+                                   x_range=ranges[0], y_range=ranges[1], agg=agg,
                                    value=arrays[2] if value else None)
-            return large.to_png(grid) if png else grid_json(grid, m["version"], agg)
+            content = large.to_png(grid) if png else grid_json(grid, m["version"], agg)
+            return {**m, "ranges": ranges}, content
 
-        return m, await self._off_loop(compute)
+        return await self._off_loop(compute)

@@ -20,5 +20,9 @@ class DocsSettings(ServiceSettings):
     meta_cache_seconds: float = 1.0
     # PATCH without If-Match retries a lost compare-and-set this many times.
     max_write_retries: int = 50
+    # A bound source with more rows than this is never sent whole to a viewer: its lines
+    # are downsampled (MinMaxLTTB) for the visible x-range and the plot's width, its
+    # markers drawn as an aggregate raster, asked again as the viewer pans and zooms.
+    large_source_rows: int = 100_000
     # Base URL used in share links and embed scripts, e.g. https://plots.example.org/prefix
     public_url: str = "http://127.0.0.1:5006"

@@ -275,7 +275,8 @@ async def viewer(request: Request, doc_id: str) -> Response:
                      version=meta["version"], payload=script_json(body),
                      api=f"{prefix}{API_PREFIX}", ws=f"{prefix}{SERVICE_PREFIXES['push']}",
                      share=request.query_params.get("share") or "",
-                     write=str(may_write(meta, user)).lower(), frame=frame_url(prefix))
+                     write=str(may_write(meta, user)).lower(), frame=frame_url(prefix),
+                     large=request.app.state.docs.settings.large_source_rows)
     return page(request, meta["title"], content, user=user, head=head, kind="viewer")
 
 
@@ -310,22 +311,25 @@ async def embed(request: Request, doc_id: str) -> Response:
         message = f"Plotline: cannot embed document {doc_id!r}: {reason} (HTTP {exc.status})"
         return Response(render("embed_error.js", message=script_json(message)), exc.status,
                         media_type=JS, headers=headers)
-    text = render("embed.js", payload=script_json(body), config=embed_config(".."))
+    text = render("embed.js", payload=script_json(body),
+                  config=embed_config(request, ".."))
     return Response(text, media_type=JS, headers=headers)
 
 
-def embed_config(root: str) -> Safe:
+def embed_config(request: Request, root: str) -> Safe:
     """Where embed.js finds the rest, relative to its own URL (which the host page knows)."""
     return script_json({"api": f"{root}{API_PREFIX}", "ws": f"{root}{SERVICE_PREFIXES['push']}",
                         "frame": f"{root}{frame_url('')}",
-                        "viewer_js": f"{root}{asset_url('', 'viewer.js')}"})
+                        "viewer_js": f"{root}{asset_url('', 'viewer.js')}",
+                        "large": request.app.state.docs.settings.large_source_rows})
 
 
 @router.get("/embed.js")
-async def embed_any() -> Response:
+async def embed_any(request: Request) -> Response:
     """Loader for `<div data-plotline-doc="ID" data-plotline-token="…">` elements: each is
     read with its scoped token (viewer.js), so the script itself is the same for everyone."""
-    return Response(render("embed.js", payload=Safe("null"), config=embed_config(".")),
+    return Response(render("embed.js", payload=Safe("null"),
+                           config=embed_config(request, ".")),
                     media_type=JS, headers={"Cache-Control": "public, max-age=300",
                                             "X-Content-Type-Options": "nosniff"})
 

@@ -32,7 +32,8 @@
     container.setAttribute("data-plotline-started", "true");
     viewer().then(function (Viewer) {
       Viewer.start(Object.assign({container: container, api: here(config.api), ws: ws.href,
-                                  frameUrl: here(config.frame), write: false}, options));
+                                  frameUrl: here(config.frame), large: config.large,
+                                  write: false}, options));
     }).catch(function (err) {
       console.error("Plotline: could not embed document " + options.docId + ": " + err);
     });

@@ -9,6 +9,7 @@
 //   page -> frame  {op: "render", id, doc, bound, write}  render a document (answers "done")
 //                  {op: "apply", items: [...]}             a frame's worth of changes
 //   frame -> page  {op: "ready"}                            BokehJS is loaded
+//                  {op: "view", source, seq, kind, ...}     a large source's visible part
 //                  {op: "done", id, error?}                 a render finished
 //                  {op: "changes", events}                  what the viewer changed (writers)
 //                  {op: "failed", channel}                  an item could not be applied
@@ -41,6 +42,7 @@
     container.textContent = "";
     Bokeh.documents.splice(0, Bokeh.documents.length);  // (the frame shows one document)
     bokehDoc = null;
+    large.clear();
     bound = message.bound || {};
     canWrite = message.write === true;
     settledAt = Infinity;
@@ -85,6 +87,14 @@
       });
     } else if (item.kind === "doc_patch" && bokehDoc) {
       bokehDoc.apply_json_patch({events: item.events});
+    } else if (item.kind === "large") {
+      large.start(source);
+    } else if (item.kind === "refresh") {
+      large.later(source);
+    } else if (item.kind === "view") {
+      large.show(item);
+    } else if (item.kind === "view_failed") {
+      large.failed(item);
     }
   }
 
@@ -106,6 +116,7 @@
   var outgoing = [], outFrame = null;
 
   function changedHere(event) {
+    if (event.attr === "start" || event.attr === "end") { large.moved(event.model); }
     if (!canWrite || !event.sync || Date.now() < settledAt) { return; }
     outgoing.push(event);
     if (outFrame === null) { outFrame = requestAnimationFrame(sendChanges); }
@@ -125,6 +136,159 @@
       post({op: "changes", events: bokehDoc.create_json_patch(events).events});
     }
   }
+
+  // --- large sources: only what is visible, asked again as the viewer pans and zooms -----
+  // A source too large to send whole (the page says which) is shown by its first line
+  // renderer as a MinMaxLTTB downsample of the visible x-range at the plot's width, or,
+  // when it has only markers, as an aggregate raster image of the visible ranges. Range
+  // changes ask again after a pause (DEBOUNCE ms); only the newest answer is drawn (the
+  // page aborts older requests and this frame drops any stale answer by its seq).
+  var large = (function () {
+    var DEBOUNCE = 120;
+    var LINES = {Line: 1, Step: 1};
+    var views = {};  // source -> its view state
+
+    function field(spec) { return spec && typeof spec.field === "string" ? spec.field : null; }
+
+    function plotOf(renderer) {
+      var found = null;
+      bokehDoc.all_models.forEach(function (m) {
+        if (!found && Array.isArray(m.renderers) && m.x_range && m.renderers.indexOf(renderer) >= 0) {
+          found = m;
+        }
+      });
+      return found;
+    }
+
+    function start(source) {
+      if (!bokehDoc) { return; }
+      if (views[source]) { return ask(views[source]); }  // (reloaded: ask again)
+      var ids = bound[source] || [];
+      var renderers = [];
+      bokehDoc.all_models.forEach(function (m) {
+        if (m.glyph && m.data_source && ids.indexOf(m.data_source.id) >= 0 &&
+            field(m.glyph.x) && field(m.glyph.y)) { renderers.push(m); }
+      });
+      if (!renderers.length) {
+        return console.warn("plotline: source " + source + " is too large to show whole, " +
+                            "and no line or marker draws it");
+      }
+      var line = renderers.filter(function (r) { return LINES[r.glyph.type]; })[0];
+      var chosen = line || renderers[0];
+      var view = views[source] = {
+        source: source, mode: line ? "line" : "points", renderer: chosen,
+        plot: plotOf(chosen), x: field(chosen.glyph.x), y: field(chosen.glyph.y),
+        seq: 0, timer: null, frozen: false, image: null};
+      if (!view.plot) { delete views[source]; return; }
+      if (view.mode === "points") { toImage(view, renderers); }
+      ask(view);
+    }
+
+    function toImage(view, renderers) {
+      // the markers give way to one image of them all (created here, never synced)
+      renderers.forEach(function (r) { r.setv({visible: false}, {sync: false}); });
+      var Models = Bokeh.Models;
+      var data = new (Models.get("ColumnDataSource"))({data: {url: [], x: [], y: [], w: [], h: []}});
+      var glyph = new (Models.get("ImageURL"))({url: {field: "url"}, x: {field: "x"},
+                                                y: {field: "y"}, w: {field: "w"},
+                                                h: {field: "h"}, anchor: "bottom_left"});
+      var renderer = new (Models.get("GlyphRenderer"))({data_source: data, glyph: glyph});
+      view.plot.setv({renderers: view.plot.renderers.concat([renderer])}, {sync: false});
+      view.image = data;
+    }
+
+    function ask(view) {
+      clearTimeout(view.timer);
+      view.timer = null;
+      var plot = view.plot, xr = plot.x_range, yr = plot.y_range;
+      var message = {op: "view", source: view.source, seq: ++view.seq, kind: view.mode,
+                     x: view.x, y: view.y};
+      var width = Math.round(plot.inner_width) || 800;
+      if (view.mode === "line") {
+        message.n = Math.max(100, Math.min(20000, 2 * width));
+        if (view.frozen) { message.x0 = xr.start; message.x1 = xr.end; }
+      } else {
+        message.width = Math.max(1, Math.min(4000, width));
+        message.height = Math.max(1, Math.min(4000, Math.round(plot.inner_height) || 600));
+        if (view.frozen) {
+          message.x_range = [xr.start, xr.end];
+          message.y_range = [yr.start, yr.end];
+        }
+      }
+      post(message);
+    }
+
+    function later(source) {
+      var view = views[source];
+      if (!view) { return; }
+      clearTimeout(view.timer);
+      view.timer = setTimeout(function () { ask(view); }, DEBOUNCE);
+    }
+
+    function moved(range) {
+      // a pan or zoom of a plot that shows a large source (not the fit to its first view)
+      Object.keys(views).forEach(function (source) {
+        var view = views[source];
+        var watched = view.mode === "line" ? [view.plot.x_range]
+                                           : [view.plot.x_range, view.plot.y_range];
+        if (view.frozen && watched.indexOf(range) >= 0) { later(source); }
+      });
+    }
+
+    function freeze(view) {
+      // After the first view the ranges stay where the viewer puts them: fitting them to
+      // each answer would move them, which would ask again. (A line's y still fits.)
+      requestAnimationFrame(function () {
+        requestAnimationFrame(function () {
+          var ranges = view.mode === "line" ? [view.plot.x_range]
+                                            : [view.plot.x_range, view.plot.y_range];
+          ranges.forEach(function (r) {
+            if ("have_updated_interactively" in r) { r.have_updated_interactively = true; }
+          });
+          view.frozen = true;
+        });
+      });
+    }
+
+    function show(item) {
+      var view = views[item.source];
+      if (!view || item.seq !== view.seq) { return; }  // stale: a newer view was asked
+      if (item.line) {
+        var data = {};
+        data[view.x] = item.line.x;
+        data[view.y] = item.line.y;
+        models(view.source).forEach(function (cds) { cds.setv({data: data}, {sync: false}); });
+      } else if (item.image && view.image) {
+        var old = view.image.data.url[0];
+        var url = URL.createObjectURL(new Blob([item.image], {type: "image/png"}));
+        var xr = item.x_range, yr = item.y_range;
+        view.image.setv({data: {url: [url], x: [xr[0]], y: [yr[0]], w: [xr[1] - xr[0]],
+                                h: [yr[1] - yr[0]]}}, {sync: false});
+        if (old) { setTimeout(function () { URL.revokeObjectURL(old); }, 2000); }
+      }
+      container.dataset.view = view.source + ":" + view.seq;  // (what tests wait for)
+      if (!view.frozen) { freeze(view); }
+    }
+
+    function failed(item) {
+      var view = views[item.source];
+      if (view && item.seq === view.seq && item.status === 422 && view.mode === "line") {
+        // (x is not sorted: a downsample cannot be made) draw the points as an image
+        var renderers = [view.renderer];
+        view.mode = "points";
+        toImage(view, renderers);
+        ask(view);
+      }
+    }
+
+    function clear() {
+      Object.keys(views).forEach(function (s) { clearTimeout(views[s].timer); });
+      views = {};
+    }
+
+    return {start: start, later: later, moved: moved, show: show, failed: failed,
+            clear: clear};
+  })();
 
   // --- the page's messages ---------------------------------------------------------------
   window.addEventListener("message", function (event) {

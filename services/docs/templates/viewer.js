@@ -48,8 +48,8 @@
   }
 
   function start(o) {
-    // o: {container, status?, error?, docId, doc, version, api, ws, share?, write?, token?,
-    //     frameUrl, title?}
+    // o: {container, status?, error?, docId, doc?, version?, api, ws, share?, write?,
+    //     token?, frameUrl, title?, large? (rows above which a source is not sent whole)}
     var docId = o.docId, share = o.share || "", canWrite = o.write === true;
     var bound = {};
 
@@ -99,6 +99,8 @@
         frame.style.height = Math.max(60, Math.min(20000, Math.round(m.height))) + "px";
       } else if (m.op === "changes") {
         sendChanges(m.events);
+      } else if (m.op === "view") {
+        askView(m);
       } else if (m.op === "failed") {
         var channel = m.channel === "doc" ? "doc:" + docId : m.channel;
         if (channels().indexOf(channel) >= 0) { reload(channel); }
@@ -116,28 +118,110 @@
     }
 
     // --- the API -------------------------------------------------------------------------
-    function request(path, params) {
-      var query = new URLSearchParams(params || {});
+    function call(path, params, options) {
+      // GET o.api + path; resolves to the response (throws an Error with .status if not ok)
+      var query = new URLSearchParams();
+      Object.keys(params || {}).forEach(function (k) {
+        if (params[k] != null) { query.set(k, params[k]); }
+      });
       if (share) { query.set("share", share); }
-      var headers = {"Accept": "application/json"};
+      var headers = {"Accept": (options && options.accept) || "application/json"};
       if (o.token) { headers.Authorization = "Bearer " + o.token; }
       var q = query.toString();
       return fetch(o.api + path + (q ? "?" + q : ""),
-                   {headers: headers, credentials: o.token ? "omit" : "same-origin"})
+                   {headers: headers, credentials: o.token ? "omit" : "same-origin",
+                    signal: options && options.signal})
         .then(function (response) {
-          if (!response.ok) { throw new Error(path + ": HTTP " + response.status); }
-          return response.json();
+          if (!response.ok) {
+            var err = new Error(path + ": HTTP " + response.status);
+            err.status = response.status;
+            throw err;
+          }
+          return response;
         });
     }
 
+    function request(path, params) {
+      return call(path, params).then(function (response) { return response.json(); });
+    }
+
+    var LARGE = o.large > 0 ? o.large : 100000;  // rows above which a source is not sent
+    var large = {};  // source -> true when it is too large to send whole
+
     function fetchSource(source) {
-      // the whole source as the CDS data (read as a reader of this document); its version
-      return request("/data/sources/" + encodeURIComponent(source) + "/data", {doc: docId})
-        .then(function (body) {
+      // the source as the CDS data (read as a reader of this document), or, when it is
+      // large, word to the frame to ask for its visible part; resolves to its version
+      var path = "/data/sources/" + encodeURIComponent(source);
+      return request(path, {doc: docId}).then(function (described) {
+        large[source] = described.rows > LARGE;
+        if (large[source]) {
+          toFrame({op: "apply", items: [{kind: "large", source: source}]});
+          return described.version;
+        }
+        return request(path + "/data", {doc: docId}).then(function (body) {
           toFrame({op: "apply", items: [{kind: "fill", source: source,
                                          columns: body.columns}]});
           return body.version;
         });
+      });
+    }
+
+    // A large source's visible part, as the frame asks for it (pan, zoom, new rows): the
+    // frame runs the document's code, so only these fields of this source, and numbers.
+    var asking = {};  // source -> the AbortController of its request in flight
+
+    function number(v) { return typeof v === "number" && isFinite(v); }
+    function range(r) { return Array.isArray(r) && r.length === 2 && number(r[0]) && number(r[1]); }
+    function name(v) { return typeof v === "string" && v.length > 0 && v.length <= 200; }
+
+    function askView(m) {
+      var ok = large[m.source] && name(m.x) && name(m.y) && number(m.seq) &&
+        (m.kind === "line" ? number(m.n) && (m.x0 == null || number(m.x0)) &&
+                             (m.x1 == null || number(m.x1))
+         : m.kind === "points" && number(m.width) && number(m.height) &&
+           (m.x_range == null || range(m.x_range)) && (m.y_range == null || range(m.y_range)));
+      if (!ok) { return console.warn("plotline: the frame asked for a view it may not"); }
+      if (asking[m.source]) { asking[m.source].abort(); }  // latest wins: drop the older
+      var abort = asking[m.source] = new AbortController();
+      var path = "/data/sources/" + encodeURIComponent(m.source);
+      var answer;
+      if (m.kind === "line") {
+        answer = call(path + "/downsample", {doc: docId, x: m.x, y: m.y, n: Math.round(m.n),
+                                             x0: m.x0, x1: m.x1}, {signal: abort.signal})
+          .then(function (r) { return r.json(); })
+          .then(function (body) {
+            return {item: {kind: "view", source: m.source, seq: m.seq,
+                           line: {x: body.x, y: body.y}}};
+          });
+      } else {
+        answer = call(path + "/aggregate", {
+          doc: docId, x: m.x, y: m.y, width: Math.round(m.width), height: Math.round(m.height),
+          x_range: m.x_range ? m.x_range.join(",") : null,
+          y_range: m.y_range ? m.y_range.join(",") : null, format: "png"},
+          {signal: abort.signal, accept: "image/png"})
+          .then(function (r) {
+            var ranges = ["X", "Y"].map(function (axis) {
+              return (r.headers.get("X-Plotline-" + axis + "-Range") || "").split(",").map(Number);
+            });
+            return r.arrayBuffer().then(function (png) {
+              return {item: {kind: "view", source: m.source, seq: m.seq, image: png,
+                             x_range: ranges[0], y_range: ranges[1]}, transfer: [png]};
+            });
+          });
+      }
+      answer.then(function (out) {
+        if (asking[m.source] !== abort) { return; }
+        delete asking[m.source];
+        out.item.plotline = 1;
+        frame.contentWindow.postMessage({plotline: 1, op: "apply", items: [out.item]}, "*",
+                                        out.transfer || []);
+      }).catch(function (err) {
+        if (err.name === "AbortError") { return; }
+        if (asking[m.source] === abort) { delete asking[m.source]; }
+        console.warn("plotline: view of " + m.source + ": " + err);
+        toFrame({op: "apply", items: [{kind: "view_failed", source: m.source, seq: m.seq,
+                                       status: err.status || 0}]});
+      });
     }
 
     // --- the socket ----------------------------------------------------------------------
@@ -244,6 +328,14 @@
         if (msg.seq != null) { seqs[msg.channel] = msg.seq; }
         var source = msg.channel.indexOf("data:") === 0 ? msg.channel.slice(5) : null;
         var d = msg.data || {};
+        if (source && large[source] && (msg.type === "appended" || msg.type === "patched")) {
+          // (the rows stay on the server: the frame asks for its view again)
+          if (!streams[source]) {
+            streams[source] = {kind: "refresh", source: source};
+            items.push(streams[source]);
+          }
+          return;
+        }
         if (source && msg.type === "appended" && d.columns && !d.refetch) {
           var rollover = d.rollover == null ? null : d.rollover;
           var merged = streams[source];
@@ -425,6 +517,7 @@
            doc: payload.doc, version: payload.version, api: container.dataset.api,
            ws: scheme + location.host + container.dataset.ws,
            share: container.dataset.share, write: container.dataset.write === "true",
-           frameUrl: container.dataset.frame, title: container.dataset.title});
+           frameUrl: container.dataset.frame, title: container.dataset.title,
+           large: Number(container.dataset.large)});
   }
 })();
