@@ -339,3 +339,42 @@ def test_embed_js_with_a_scoped_token_shows_a_private_plot_on_another_site(
         tab.wait_for_selector(".plotline-embed[data-live=live]", timeout=10_000)
         screenshot(tab, "docs_embed_token")
     assert errors == []
+
+
+def test_the_owner_publishes_and_shares_from_the_viewer(multi_server, account, page, browser):
+    """The owner's controls on the viewer: publish (by keyboard), a share link shown once
+    that opens for a browser without an account, and revoking it stops that browser."""
+    tab, errors = page
+    c, h = account["client"], account["headers"]
+    doc_id, _ = publish(account, f"mine {new_username()}", public=False)
+    assert tab.context.request.post(f"{multi_server.url}/api/v1/auth/login", data={
+        "username": account["username"], "password": account["password"]}).ok
+    tab.goto(f"{multi_server.url}/plots/{doc_id}")
+    tab.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
+    assert account["username"] in tab.locator(".doc-meta").inner_text()
+    assert tab.locator("#doc-state").text_content() == "private"
+    tab.focus("[data-action=publish]")
+    tab.keyboard.press("Enter")
+    tab.wait_for_selector("#doc-state.published", timeout=10_000)
+    assert httpx.get(f"{multi_server.url}{DOCS}/{doc_id}").status_code == 200  # anyone now
+    tab.click("[data-action=publish]")  # and private again
+    tab.wait_for_selector("#doc-state.private", timeout=10_000)
+    assert httpx.get(f"{multi_server.url}{DOCS}/{doc_id}").status_code == 401
+    tab.click("[data-action=share]")
+    tab.wait_for_selector(".share-link:not([hidden])", timeout=10_000)
+    url = tab.locator(".share-link .secret-value").inner_text()
+    assert url.startswith("http") and f"/plots/{doc_id}?share=" in url
+    screenshot(tab, "viewer_owner_controls")
+    stranger = browser.new_context().new_page()
+    try:
+        stranger.goto(f"{multi_server.url}/plots/{doc_id}?share={url.split('share=')[1]}")
+        stranger.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
+        assert stranger.locator("#doc-controls").count() == 0  # not the owner's page
+        tab.once("dialog", lambda dialog: dialog.accept())
+        tab.click("[data-action=unshare]")
+        stranger.wait_for_selector("#plotline-status[data-state=offline]", timeout=10_000)
+        assert tab.locator("[data-action=unshare]").is_hidden()
+    finally:
+        stranger.context.close()
+    assert c.get(f"{DOCS}/{doc_id}", headers=h).json()["published"] is False
+    assert errors == []

@@ -271,7 +271,15 @@ async def viewer(request: Request, doc_id: str) -> Response:
         return error_page(request, exc.status, exc.detail, user=user)
     head = render("viewer_head.html", doc_id=doc_id, version=meta["version"],
                   viewer_js=asset_url(prefix, "viewer.js"))
+    controls = Safe("")
+    if user is not None and multi_user(request) and rights(meta, user.username) >= Right.ADMIN:
+        controls = render("viewer_owner.html", api=f"{prefix}{SERVICE_PREFIXES['docs']}/{doc_id}",
+                          published=str(bool(meta["published"])).lower(),
+                          shares=len(meta.get("shares") or {}))
+    iso, shown = when(meta["updated"])
     content = render("viewer.html", title=meta["title"], doc_id=doc_id,
+                     owner=meta["owner"], state="published" if meta["published"] else "private",
+                     updated_iso=iso, updated=shown, controls=controls,
                      version=meta["version"], payload=script_json(body),
                      api=f"{prefix}{API_PREFIX}", ws=f"{prefix}{SERVICE_PREFIXES['push']}",
                      share=request.query_params.get("share") or "",

@@ -146,6 +146,77 @@
     return {load: load, remove: remove, error: error};
   }
 
+  // A secret shown once (a key, a share link): its Copy button copies it, or selects it.
+  function copier(box) {
+    var value = box.querySelector(".secret-value"), copied = box.querySelector(".copied");
+    box.querySelector(".copy").addEventListener("click", function () {
+      function done() { copied.textContent = "Copied"; }
+      function fallback() {  // no clipboard API (plain http on another host): select it
+        var range = document.createRange();
+        range.selectNodeContents(value);
+        var selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        copied.textContent = document.execCommand("copy") ? "Copied" : "Selected: press Ctrl+C";
+      }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(value.textContent).then(done, fallback);
+      } else {
+        fallback();
+      }
+    });
+  }
+
+  // --- the viewer's owner controls: publish, share links ------------------------------------
+
+  var controls = document.getElementById("doc-controls");
+  if (controls) {
+    var api = controls.dataset.api, published = controls.dataset.published === "true";
+    var shares = Number(controls.dataset.shares) || 0;
+    var publish = controls.querySelector("[data-action=publish]");
+    var unshare = controls.querySelector("[data-action=unshare]");
+    var link = controls.querySelector(".share-link"), problem = controls.querySelector(".error");
+    var state = document.getElementById("doc-state");
+    var refresh = function () {
+      publish.textContent = published ? "Make private" : "Publish";
+      controls.querySelector(".hint").textContent = published
+        ? "Anyone with the address can see this plot." : "Only you and those you share it with.";
+      state.textContent = published ? "published" : "private";
+      state.className = "badge " + (published ? "published" : "private");
+      unshare.hidden = shares === 0;
+    };
+    var act = function (button, method, url, then) {
+      button.disabled = true;
+      show(problem, "");
+      call(method, url).then(function (answer) {
+        if (relogin(answer)) return;
+        if (!answer.ok) { show(problem, failure(button.textContent.toLowerCase(), answer)); return; }
+        then(answer.body);
+        refresh();
+      }).finally(function () { button.disabled = false; });
+    };
+    publish.addEventListener("click", function () {
+      act(publish, published ? "DELETE" : "POST", api + "/publish",
+          function () { published = !published; });
+    });
+    controls.querySelector("[data-action=share]").addEventListener("click", function (event) {
+      act(event.currentTarget, "POST", api + "/share", function (body) {
+        shares += 1;
+        link.querySelector(".secret-value").textContent = body.url;
+        link.querySelector(".copied").textContent = "";
+        link.hidden = false;
+        link.querySelector(".copy").focus();
+      });
+    });
+    unshare.addEventListener("click", function () {
+      if (!window.confirm("Revoke every share link of this plot? Pages open through them " +
+                          "stop at once.")) return;
+      act(unshare, "DELETE", api + "/share", function () { shares = 0; link.hidden = true; });
+    });
+    copier(link);
+    refresh();
+  }
+
   // --- my API keys ----------------------------------------------------------------------------
 
   var keys = document.getElementById("keys");
@@ -184,23 +255,7 @@
           return keyList.load();
         }).finally(function () { button.disabled = false; });
     });
-    secret.querySelector(".copy").addEventListener("click", function () {
-      var text = value.textContent;
-      function done() { copied.textContent = "Copied"; }
-      function fallback() {  // no clipboard API (plain http on another host): select it
-        var range = document.createRange();
-        range.selectNodeContents(value);
-        var selection = window.getSelection();
-        selection.removeAllRanges();
-        selection.addRange(range);
-        copied.textContent = document.execCommand("copy") ? "Copied" : "Selected: press Ctrl+C";
-      }
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(text).then(done, fallback);
-      } else {
-        fallback();
-      }
-    });
+    copier(secret);
     keyList.load();
   }
 
