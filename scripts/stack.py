@@ -127,7 +127,12 @@ def nginx_conf(root: Path, port: int, ports: dict[str, list[int]]) -> str:
         f"    upstream plotline_{name} {{\n"
         + ("        least_conn;\n        zone plotline_push 64k;\n" if name == "push"
            else "        keepalive 16;\n")
-        + "".join(f"        server 127.0.0.1:{p};\n" for p in service_ports)
+        # push: max_fails=0, or one refused connect to a replica that died marks it down
+        # for fail_timeout, and a websocket holds the mark long after: a restarted replica
+        # then got one new socket per 10 s, and when the other died every page met 502s
+        # for ~12 s (tests/test_viewer_stack.py). nginx still tries the next server.
+        + "".join(f"        server 127.0.0.1:{p}{' max_fails=0' if name == 'push' else ''};\n"
+                  for p in service_ports)
         + "    }\n" for name, service_ports in ports.items())
     forwarded = ("proxy_set_header Host $http_host;",  # keeps the port (links, Origin)
                  "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",

@@ -100,6 +100,17 @@ def new_username() -> str:
     return "u" + uuid.uuid4().hex[:12]
 
 
+def person(server: Server, password: str = "correct horse battery") -> dict:
+    """A new account on `server`, logged in: {name, headers (a bearer JWT)}."""
+    name = new_username()
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        assert c.post("/api/v1/auth/register", json={"username": name, "password": password}
+                      ).status_code == 201
+        token = c.post("/api/v1/auth/login", json={"username": name, "password": password}
+                       ).json()["access_token"]
+    return {"name": name, "headers": {"Authorization": f"Bearer {token}"}}
+
+
 @pytest.fixture
 def account(multi_server: Server) -> Iterator[dict]:
     """A registered user with a fresh client; `token` is a bearer JWT."""

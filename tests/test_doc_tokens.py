@@ -17,22 +17,12 @@ import httpx
 import pytest
 import websockets
 from bokeh_docs import figure_doc, source_id
-from conftest import new_username
+from conftest import person
 
 DOCS, DATA, AUTH = "/api/v1/docs", "/api/v1/data", "/api/v1/auth"
 
 # one server is enough: tokens do not depend on the store backend
 on_file_stores = pytest.mark.parametrize("multi_server", ["file"], indirect=True)
-
-
-def person(server: Any) -> dict[str, Any]:
-    name, password = new_username(), "pw-scoped-12345"
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        assert c.post(f"{AUTH}/register", json={"username": name, "password": password}
-                      ).status_code == 201
-        token = c.post(f"{AUTH}/login", json={"username": name, "password": password}
-                       ).json()["access_token"]
-    return {"name": name, "h": {"Authorization": f"Bearer {token}"}}
 
 
 @pytest.fixture
@@ -41,7 +31,7 @@ def world(multi_server) -> dict[str, Any]:
     second private document, and someone with no rights at all."""
     owner, writer, stranger = person(multi_server), person(multi_server), person(multi_server)
     c = httpx.Client(base_url=multi_server.url, timeout=10)
-    h = owner["h"]
+    h = owner["headers"]
     src = c.post(f"{DATA}/sources", headers=h, json={
         "name": "s", "columns": {"x": [0.0, 1.0], "y": [2.0, 3.0]}}).json()["id"]
     doc = figure_doc(points=3, source_tag=src)
@@ -76,14 +66,14 @@ def refused(r: httpx.Response, status: int = 403, code: str = "token_scope") -> 
 @on_file_stores
 def test_a_scoped_token_views_its_document_and_nothing_else(world):
     c, doc, src = world["c"], world["doc"], world["source"]
-    h = bearer(mint(c, world["owner"]["h"], doc))
+    h = bearer(mint(c, world["owner"]["headers"], doc))
     assert c.get(f"{DOCS}/{doc}", headers=h).json()["id"] == doc
     rows = c.get(f"{DATA}/sources/{src}/data", headers=h, params={"doc": doc})
     assert rows.status_code == 200 and rows.json()["columns"]["x"] == [0.0, 1.0]
     assert c.get(f"{DATA}/sources/{src}/downsample", headers=h, params={
         "doc": doc, "x": "x", "y": "y", "n": 10}).status_code == 200
     # the owner may do all of these; the token may not
-    before = c.get(f"{DOCS}/{doc}", headers=world["owner"]["h"]).json()["version"]
+    before = c.get(f"{DOCS}/{doc}", headers=world["owner"]["headers"]).json()["version"]
     for r in (
         c.get(f"{DOCS}/{world['other']}", headers=h),                  # another document
         c.get(f"{DOCS}/", headers=h),                                   # the list
@@ -101,20 +91,20 @@ def test_a_scoped_token_views_its_document_and_nothing_else(world):
     ):
         refused(r) if r.status_code == 403 else pytest.fail(f"{r.request.url}: {r.text}")
     refused(c.post(f"{AUTH}/token", headers=h), 401, "invalid_api_key")  # not a key
-    assert c.get(f"{DOCS}/{doc}", headers=world["owner"]["h"]).json()["version"] == before
-    assert c.get(f"{DATA}/sources/{src}", headers=world["owner"]["h"]).json()["rows"] == 2
-    assert c.get(f"{AUTH}/apikeys", headers=world["owner"]["h"]).json() == []
+    assert c.get(f"{DOCS}/{doc}", headers=world["owner"]["headers"]).json()["version"] == before
+    assert c.get(f"{DATA}/sources/{src}", headers=world["owner"]["headers"]).json()["rows"] == 2
+    assert c.get(f"{AUTH}/apikeys", headers=world["owner"]["headers"]).json() == []
 
 
 @on_file_stores
 def test_a_scoped_token_narrows_and_never_grants(world):
     c, doc = world["c"], world["doc"]
     # minting for a document one may not read gives a token that reads nothing
-    h = bearer(mint(c, world["stranger"]["h"], doc, right="write"))
+    h = bearer(mint(c, world["stranger"]["headers"], doc, right="write"))
     r = c.get(f"{DOCS}/{doc}", headers=h)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     # a token renews itself (same document, same or lesser right), never more
-    read = mint(c, world["owner"]["h"], doc)
+    read = mint(c, world["owner"]["headers"], doc)
     again = mint(c, bearer(read), doc, ttl=60)
     assert c.get(f"{DOCS}/{doc}", headers=bearer(again)).status_code == 200
     refused(c.post(f"{AUTH}/doc-token", headers=bearer(read), json={"doc": doc,
@@ -123,7 +113,7 @@ def test_a_scoped_token_narrows_and_never_grants(world):
     # bad input: the documented statuses, nothing minted
     for body in ({"doc": "../x"}, {"doc": doc, "right": "admin"}, {"doc": doc, "ttl": 10},
                  {"doc": doc, "ttl": 86400}, {}):
-        r = c.post(f"{AUTH}/doc-token", headers=world["owner"]["h"], json=body)
+        r = c.post(f"{AUTH}/doc-token", headers=world["owner"]["headers"], json=body)
         assert r.status_code == 422 and r.json()["error"], body
     r = c.post(f"{AUTH}/doc-token", json={"doc": doc})
     assert r.status_code == 401 and r.json()["error"]
@@ -133,10 +123,10 @@ def test_a_scoped_token_narrows_and_never_grants(world):
 def test_a_scoped_token_ends_with_its_login(multi_server, world):
     c = world["c"]
     owner = person(multi_server)  # a login of its own, to end
-    made = c.post(f"{DOCS}/", headers=owner["h"], json={"title": "t", "doc": figure_doc()})
-    token = mint(c, owner["h"], made.json()["id"])
+    made = c.post(f"{DOCS}/", headers=owner["headers"], json={"title": "t", "doc": figure_doc()})
+    token = mint(c, owner["headers"], made.json()["id"])
     assert c.get(f"{DOCS}/{made.json()['id']}", headers=bearer(token)).status_code == 200
-    assert c.post(f"{AUTH}/logout", headers=owner["h"]).status_code == 204
+    assert c.post(f"{AUTH}/logout", headers=owner["headers"]).status_code == 204
     r = c.get(f"{DOCS}/{made.json()['id']}", headers=bearer(token))
     assert r.status_code == 401 and r.json()["error"] == "session_ended"
 
@@ -155,7 +145,7 @@ def test_single_user_mode_has_no_scoped_tokens(single_server):
 def test_cors_only_on_the_viewers_calls_and_never_with_credentials(world):
     c, doc, src = world["c"], world["doc"], world["source"]
     site = {"Origin": "https://plots.example.org"}
-    token = mint(c, world["owner"]["h"], doc)
+    token = mint(c, world["owner"]["headers"], doc)
     for method, path, params in (("GET", f"{DOCS}/{doc}", {}),
                                  ("GET", f"{DATA}/sources/{src}/data", {"doc": doc}),
                                  ("POST", f"{AUTH}/doc-token", {})):
@@ -174,7 +164,7 @@ def test_cors_only_on_the_viewers_calls_and_never_with_credentials(world):
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
     # everything else stays same-origin: no CORS answer to read it with
     for path in (f"{DOCS}/", f"{DATA}/sources", f"{AUTH}/me", f"{AUTH}/apikeys"):
-        r = c.get(path, headers={**site, **world["owner"]["h"]})
+        r = c.get(path, headers={**site, **world["owner"]["headers"]})
         assert "access-control-allow-origin" not in r.headers, path
         pre = c.options(path, headers={**site, "Access-Control-Request-Method": "GET"})
         assert "access-control-allow-origin" not in pre.headers, path
@@ -195,7 +185,7 @@ async def answer(ws: Any, **op: Any) -> dict[str, Any]:
 @on_file_stores
 async def test_a_scoped_socket_follows_its_document_only(multi_server, world):
     c, doc, src = world["c"], world["doc"], world["source"]
-    read = mint(c, world["owner"]["h"], doc)
+    read = mint(c, world["owner"]["headers"], doc)
     async with websockets.connect(ws_url(multi_server, read),
                                   origin="https://plots.example.org") as ws:
         assert (await answer(ws, op="subscribe", channel=f"doc:{doc}"))["op"] == "subscribed"
@@ -209,8 +199,8 @@ async def test_a_scoped_socket_follows_its_document_only(multi_server, world):
         got = await answer(ws, op="patch", doc=doc, events=[])
         assert got["op"] == "error" and got["code"] == "token_scope"
     # a writer's write token may send changes to its document (and only there)
-    write = mint(c, world["writer"]["h"], doc, right="write")
-    title = c.get(f"{DOCS}/{doc}", headers=world["owner"]["h"]).json()["doc"]["roots"][0][
+    write = mint(c, world["writer"]["headers"], doc, right="write")
+    title = c.get(f"{DOCS}/{doc}", headers=world["owner"]["headers"]).json()["doc"]["roots"][0][
         "attributes"]["title"]["id"]
     async with websockets.connect(ws_url(multi_server, write)) as ws:
         got = await answer(ws, op="patch", doc=world["other"], events=[])
@@ -218,5 +208,5 @@ async def test_a_scoped_socket_follows_its_document_only(multi_server, world):
         got = await answer(ws, op="patch", doc=doc, events=[{
             "kind": "ModelChanged", "model": {"id": title}, "attr": "text", "new": "by token"}])
         assert got["op"] == "patched", got
-    stored = c.get(f"{DOCS}/{doc}", headers=world["owner"]["h"]).json()["doc"]
+    stored = c.get(f"{DOCS}/{doc}", headers=world["owner"]["headers"]).json()["doc"]
     assert json.dumps(stored).count('"by token"') == 1

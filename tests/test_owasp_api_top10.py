@@ -34,7 +34,7 @@ import uuid
 import httpx
 import pytest
 from bokeh_docs import figure_doc
-from conftest import new_username, start_install, stop_install
+from conftest import person, start_install, stop_install
 from servers import start_plotline
 from test_nats_auth import refused
 
@@ -51,16 +51,6 @@ def server(tmp_path_factory):
     installed = start_install(tmp_path_factory.mktemp("owasp"), "-m")
     yield installed
     stop_install(installed)
-
-
-def person(server) -> dict:
-    name = new_username()
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        assert c.post(f"{AUTH}/register", json={"username": name, "password": PASSWORD}
-                      ).status_code == 201
-        token = c.post(f"{AUTH}/login", json={"username": name, "password": PASSWORD}
-                       ).json()["access_token"]
-    return {"name": name, "headers": {"Authorization": f"Bearer {token}"}}
 
 
 @pytest.fixture(scope="module")

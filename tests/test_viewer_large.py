@@ -92,20 +92,27 @@ def settled(frame, quiet: float = 0.6, timeout: float = 20.0) -> str:
     return view
 
 
+def open_large(tab, server, account, columns: dict[str, np.ndarray], glyph: str):
+    """A published plot of a new large source, open in `tab` and showing its first view:
+    (frame, the requests the page made, that view, the CDS id, the source id)."""
+    source = big_source(account, columns)
+    doc, cds = plot_doc(source, glyph)
+    doc_id = published(account, doc)
+    requests = watch_requests(tab)
+    tab.goto(f"{server.url}/plots/{doc_id}")
+    tab.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
+    frame = plot_frame(tab)
+    return frame, requests, wait_for_view_after(frame, ""), cds, source
+
+
 @on_file_stores
 def test_zooming_a_10m_point_line_asks_for_the_window_and_ends_on_the_last(
         multi_server, account, page):
     tab, errors = page
     x = np.arange(ROWS, dtype="float64")
     y = np.sin(x / 200_000) + np.where(x % 1_000_000 == 0, 3.0, 0.0)  # spikes MinMax keeps
-    source = big_source(account, {"x": x, "y": y})
-    doc, cds = plot_doc(source, "line")
-    doc_id = published(account, doc)
-    requests = watch_requests(tab)
-    tab.goto(f"{multi_server.url}/plots/{doc_id}")
-    tab.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
-    frame = plot_frame(tab)
-    first = wait_for_view_after(frame, "")
+    frame, requests, first, cds, source = open_large(tab, multi_server, account,
+                                                     {"x": x, "y": y}, "line")
     column = f"Bokeh.documents[0].get_model_by_id({cds!r}).data"
     shown = frame.evaluate(f"[{column}.x.length, {column}.x[0], {column}.x.at(-1), "
                            f"Math.max(...{column}.y)]")
@@ -154,14 +161,8 @@ def test_rows_appended_to_a_large_source_update_its_view(multi_server, account, 
     tab, errors = page
     c, h = account["client"], account["headers"]
     x = np.arange(200_000, dtype="float64")
-    source = big_source(account, {"x": x, "y": np.zeros_like(x)})
-    doc, cds = plot_doc(source, "line")
-    doc_id = published(account, doc)
-    requests = watch_requests(tab)
-    tab.goto(f"{multi_server.url}/plots/{doc_id}")
-    tab.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
-    frame = plot_frame(tab)
-    first = wait_for_view_after(frame, "")
+    frame, requests, first, cds, source = open_large(
+        tab, multi_server, account, {"x": x, "y": np.zeros_like(x)}, "line")
     column = f"Bokeh.documents[0].get_model_by_id({cds!r}).data"
     tab.wait_for_timeout(300)  # (the ranges settle after the first view)
     # new rows at the right end, inside the padding of the range fitted to the first view
@@ -180,14 +181,9 @@ def test_a_large_marker_source_is_drawn_as_an_aggregate_image(multi_server, acco
     tab, errors = page
     rng = np.random.default_rng(7)
     n = 1_000_000
-    source = big_source(account, {"x": rng.normal(0, 1, n), "y": rng.normal(0, 1, n)})
-    doc, _ = plot_doc(source, "scatter")
-    doc_id = published(account, doc)
-    requests = watch_requests(tab)
-    tab.goto(f"{multi_server.url}/plots/{doc_id}")
-    tab.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
-    frame = plot_frame(tab)
-    first = wait_for_view_after(frame, "")
+    frame, requests, first, _, source = open_large(
+        tab, multi_server, account, {"x": rng.normal(0, 1, n), "y": rng.normal(0, 1, n)},
+        "scatter")
     image = ("(() => { for (const m of Bokeh.documents[0].all_models) "
              "if (m.glyph && m.glyph.type === 'ImageURL') return m.data_source.data; })()")
     shown = frame.evaluate(f"(() => {{ const d = {image}; return [d.url[0], d.w[0], d.h[0]]; }})()")

@@ -13,13 +13,16 @@ from services.common.errors import BadRequest, Forbidden, Unauthorized, errors
 from services.common.identity import Principal
 from services.common.names import (
     CSRF_COOKIE,
+    MAX_PASSWORD,
+    MIN_PASSWORD,
     RIGHT_CLAIM,
     SCOPE_CLAIM,
     SERVICE_PREFIXES,
     SESSION_COOKIE,
+    USERNAME_RULE,
 )
 
-from .security import MAX_PASSWORD, MIN_PASSWORD, USERNAME_RE, USERNAME_RULE
+from .security import USERNAME_RE
 from .service import AuthService
 
 router = APIRouter(prefix=SERVICE_PREFIXES["auth"], tags=["auth"])

@@ -10,12 +10,10 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.common.names import API_KEY_PREFIX, DEFAULT_USER
+from services.common.names import API_KEY_PREFIX, DEFAULT_USER, USERNAME_RULE_RE
 
-USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{2,31}$")
+USERNAME_RE = re.compile(USERNAME_RULE_RE)
 KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
-USERNAME_RULE = "3-32 characters: lowercase letters, digits, '_' and '-', starting alphanumeric"
-MIN_PASSWORD, MAX_PASSWORD = 8, 1024
 # Names a person could use to pass as the server, its operators or the single-user account.
 RESERVED_USERNAMES = frozenset({
     DEFAULT_USER, "admin", "administrator", "root", "system", "sysadmin", "superuser",

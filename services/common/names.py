@@ -46,6 +46,10 @@ SCOPE_CLAIM = "doc"
 RIGHT_CLAIM = "right"
 
 DEFAULT_USER = "defaultuser"
+# Account rules: auth enforces them, the register page shows them.
+USERNAME_RULE_RE = r"^[a-z0-9][a-z0-9_-]{2,31}$"
+USERNAME_RULE = "3-32 characters: lowercase letters, digits, '_' and '-', starting alphanumeric"
+MIN_PASSWORD, MAX_PASSWORD = 8, 1024
 API_KEY_PREFIX = "pl_"
 
 

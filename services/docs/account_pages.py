@@ -11,9 +11,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-# auth's own rules, shown beside the fields (auth checks them; docs only shows them)
-from services.auth.security import MIN_PASSWORD, USERNAME_RULE
-from services.common.names import DEFAULT_USER, SERVICE_PREFIXES
+# (the account rules auth enforces, shown beside the fields)
+from services.common.names import DEFAULT_USER, MIN_PASSWORD, SERVICE_PREFIXES, USERNAME_RULE
 
 from .pages import login_url, multi_user, page, prefix_of, render, safe_next, visitor
 
