@@ -6,8 +6,9 @@
 // - every ColumnDataSource tagged "plotline:source=<id>" is filled from the data service,
 //   whatever the document itself holds for it;
 // - one websocket subscribes doc:<id> and data:<source> of every bound source; events are
-//   sent to the frame once per animation frame (consecutive appends to one source merged
-//   into one stream), so a fast stream costs one redraw per frame, not one per event;
+//   sent to the frame at most once per animation frame (consecutive appends to one source
+//   merged into one stream), so a fast stream costs one redraw per frame, not one per
+//   event, and the first event after a quiet frame goes at once;
 // - on a lost connection it reconnects with backoff and `since`, so nothing is missed; a
 //   `resync`, a gap or a document replaced reloads the snapshot. The status mark says
 //   live / reconnecting / offline;
@@ -228,7 +229,8 @@
     var socket = null, attempt = 0, stopped = false, retry = null, renewed = false;
     var seqs = {};      // channel -> last seq applied
     var pending = [];   // events waiting for the next animation frame
-    var flushing = null;
+    var flushing = null, flushed = 0;
+    var FRAME_MS = 16;
 
     function setStatus(state, text) {
       if (o.status) {
@@ -299,7 +301,12 @@
           return channels().forEach(reload);
         }
         pending.push(msg);
-        if (flushing === null) { flushing = requestAnimationFrame(flush); }
+        if (flushing === null) {
+          // the first event after a quiet frame goes at once (drawn at the next frame);
+          // while they keep coming, once per animation frame, merged
+          flushing = performance.now() - flushed > FRAME_MS ? setTimeout(flush, 0)
+                                                            : requestAnimationFrame(flush);
+        }
       } else if (msg.op === "resync") {
         reload(msg.channel);
       } else if (msg.op === "error" && msg.channel) {
@@ -315,6 +322,7 @@
     // --- events to the frame, once per animation frame ---------------------------------
     function flush() {
       flushing = null;
+      flushed = performance.now();
       var events = pending;
       pending = [];
       var streams = {};  // source -> merged append, applied in order with everything else
