@@ -1,10 +1,12 @@
 """Headless Chromium for the tests that look at pages: the fixtures (registered in
-conftest.py) and the screenshots they save under tests/artifacts/."""
+conftest.py), the screenshots they save under tests/artifacts/, and the viewer's frame."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Frame, Page, sync_playwright
@@ -48,3 +50,20 @@ def plot_frame(tab: Page, index: int = 0) -> Frame:
     assert frame is not None
     frame.wait_for_function("window.Bokeh && Bokeh.documents.length > 0", timeout=30_000)
     return frame
+
+
+def cds_column(tab: Page, cds: str, name: str) -> list:
+    """Column `name` of the frame's ColumnDataSource `cds`, as numbers."""
+    return plot_frame(tab).evaluate(
+        f"Bokeh.documents[0].get_model_by_id({cds!r}).data[{name!r}].map(Number)")
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """`check()`'s first truthy value, asked every 50 ms for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.05)

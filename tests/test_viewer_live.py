@@ -9,28 +9,13 @@ import time
 import httpx
 import pytest
 from bokeh_docs import figure_doc, source_id
-from browsing import plot_frame, screenshot
+from browsing import cds_column, plot_frame, screenshot, wait_for
 from conftest import new_username
 
 DOCS, DATA = "/api/v1/docs", "/api/v1/data"
 
 # one server is enough: the page does not depend on the store backend
 on_file_stores = pytest.mark.parametrize("multi_server", ["file"], indirect=True)
-
-
-def cds_column(tab, cds: str, name: str) -> list:
-    return plot_frame(tab).evaluate(f"Bokeh.documents[0].get_model_by_id({cds!r}).data[{name!r}]"
-                        ".map(Number)")
-
-
-def wait_for(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.05)
 
 
 def open_plot(tab, server, doc_id: str) -> None:

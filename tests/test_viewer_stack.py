@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from bokeh_docs import figure_doc, source_id
-from browsing import plot_frame, screenshot
+from browsing import cds_column, screenshot, wait_for
 from conftest import new_username
 from servers import Server, free_port, start_plotline
 from websockets.sync.client import connect as ws_connect
@@ -114,21 +114,6 @@ def refused_connects(stack: Stack, replica: Server) -> int:
     log = (stack.directory / "nginx" / "error.log").read_text()
     return len(re.findall(rf"connect\(\) failed .* upstream: \S+127\.0\.0\.1:{replica.port}/",
                           log))
-
-
-def cds_column(tab, cds: str, name: str) -> list:
-    return plot_frame(tab).evaluate(
-        f"Bokeh.documents[0].get_model_by_id({cds!r}).data[{name!r}].map(Number)")
-
-
-def wait_for(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.05)
 
 
 def live_page(stack: Stack, tab) -> dict[str, Any]:
