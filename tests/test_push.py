@@ -55,6 +55,12 @@ async def subscribe(ws: Any, channel: str, **more: Any) -> dict[str, Any]:
     return await frame(ws)
 
 
+def without_origin(answer: dict[str, Any]) -> dict[str, Any]:
+    """A `subscribed` answer without the socket's origin (a random id, checked apart)."""
+    assert len(answer.pop("origin", "")) == 16, answer
+    return answer
+
+
 async def quiet(ws: Any, seconds: float = 0.3) -> bool:
     """True when nothing arrives for `seconds`."""
     try:
@@ -85,7 +91,7 @@ async def test_events_reach_subscribers_once_and_in_order(single_server, push):
     async with websockets.connect(push) as a, \
             websockets.connect(push) as b:
         for ws in (a, b):
-            assert await subscribe(ws, f"doc:{doc_id}") == {
+            assert without_origin(await subscribe(ws, f"doc:{doc_id}")) == {
                 "op": "subscribed", "channel": f"doc:{doc_id}", "seq": 1}
         assert (await subscribe(a, f"data:{src}"))["seq"] == 1
         for i in range(3):
@@ -114,7 +120,7 @@ async def test_since_replays_what_was_missed_then_goes_live(single_server, push)
     for i in range(5):  # versions 2..6 while nobody listens
         c.post(f"{DATA}/sources/{src}/append", json={"columns": {"x": [float(i)]}})
     async with websockets.connect(push) as ws:
-        assert await subscribe(ws, f"data:{src}", since=3) == {
+        assert without_origin(await subscribe(ws, f"data:{src}", since=3)) == {
             "op": "subscribed", "channel": f"data:{src}", "seq": 6}
         replayed = [await frame(ws) for _ in range(3)]
         assert [f["seq"] for f in replayed] == [4, 5, 6]
@@ -292,6 +298,28 @@ async def test_a_share_key_opens_its_document_only(multi_server, cast):
             "subscribed"
         assert (await subscribe(ws, f"doc:{cast['private']}", share=cast["key"]))["op"] == \
             "error"
+
+
+async def test_a_sockets_changes_come_back_named_by_its_origin(multi_server, cast):
+    """Each socket has an origin (in every `subscribed`); the `patched` event of a change it
+    sent names it, so its client can skip its own change. A client cannot choose it."""
+    people, doc = cast["people"], cast["private"]
+    async with websockets.connect(ws_url(multi_server, f"?token={people['reader']['token']}")
+                                  ) as reader, \
+            websockets.connect(ws_url(multi_server, f"?token={people['writer']['token']}")
+                               ) as writer:
+        mine = (await subscribe(writer, f"doc:{doc}"))["origin"]
+        theirs = (await subscribe(reader, f"doc:{doc}"))["origin"]
+        assert len(mine) == 16 and mine != theirs
+        await send(writer, op="patch", doc=doc, origin=theirs,  # (a forged one: ignored)
+                   events=[stream_event(cast["cds"], 7.0)])
+        seen = await frame(reader)
+        assert seen["type"] == "patched" and seen["data"]["origin"] == mine
+        r = cast["client"].patch(f"{DOCS}/{doc}", headers=people["owner"]["h"],
+                                 json={"events": [stream_event(cast["cds"], 8.0)]})
+        assert r.status_code == 200
+        seen = await frame(reader)
+        assert seen["type"] == "patched" and "origin" not in seen["data"]  # not a socket's
 
 
 async def test_writers_patch_through_the_socket_and_readers_may_not(multi_server, cast):

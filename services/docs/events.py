@@ -25,12 +25,16 @@ QUEUE = "docs"
 
 async def start_responders(bus: Bus, docs: DocsService, sharing: Sharing) -> None:
     async def patch(request: dict[str, Any]) -> dict[str, Any]:
-        """A writer's patch forwarded by push: {doc, user, events} -> {ok, version}."""
+        """A writer's patch forwarded by push: {doc, user, events, origin?} -> {ok, version}
+        (origin: the push connection's id, carried in the event)."""
         user, events = request.get("user"), request.get("events")
-        if not isinstance(user, str) or not isinstance(events, list):
+        origin = request.get("origin")
+        if not isinstance(user, str) or not isinstance(events, list) or not (
+                origin is None or isinstance(origin, str) and len(origin) <= 64):
             return {"ok": False, "error": "invalid_request", "detail": "need user and events"}
         try:
-            meta = await docs.patch(str(request.get("doc")), Principal(user, "push"), events)
+            meta = await docs.patch(str(request.get("doc")), Principal(user, "push"), events,
+                                    origin=origin)
         except PlotlineError as exc:
             return {"ok": False, "error": exc.code, "detail": exc.detail}
         return {"ok": True, "version": meta["version"]}

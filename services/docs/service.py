@@ -267,10 +267,12 @@ class DocsService:
                                  content=False, if_match=if_match)
 
     async def patch(self, doc_id: str, principal: Principal | None, events: list[Any],
-                    if_match: int | None = None) -> Meta:
+                    if_match: int | None = None, origin: str | None = None) -> Meta:
+        """Apply Bokeh patch events. `origin` (a push connection's id, for changes a viewer
+        made) travels in the event, so that viewer does not apply its own change again."""
         def mutate(_: Meta, doc: Doc | None) -> tuple[dict[str, Any], Doc | None]:
             doc.apply_events(events)  # type: ignore[union-attr]
-            return {"events": events}, doc
+            return ({"events": events, "origin": origin} if origin else {"events": events}), doc
 
         return await self._write(doc_id, principal, Right.WRITE, DocsVerb.PATCHED, mutate,
                                  content=True, if_match=if_match)

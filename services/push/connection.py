@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class Connection:
                  settings: PushSettings) -> None:
         self.sink = sink
         self.user = principal.username if principal else None
+        # Named in the `patched` events of the changes this socket sends (and in every
+        # `subscribed`), so its client can tell its own changes from everyone else's.
+        self.origin = secrets.token_hex(8)
         # a token scoped to one document: that document's channels only (Connection.allows)
         self.scope_doc = principal.scope_doc if principal else None
         self.scope_write = bool(principal and principal.scope_write)
@@ -239,7 +243,7 @@ class Connection:
             return self.error("not_found", "no such channel, or you may not read it",
                               channel=channel.name)
         now = access.version
-        self.reply("subscribed", channel=channel.name, seq=now)
+        self.reply("subscribed", channel=channel.name, seq=now, origin=self.origin)
         if since is not None and now is not None and since < now:
             events = await recovery.missed(self.bus, channel, since, now,
                                            self.settings.max_replay)
@@ -315,7 +319,8 @@ class Connection:
                               doc=doc)
         try:
             answer = await self.bus.request(DOCS_PATCH, {"doc": doc, "user": self.user,
-                                                         "events": events}, timeout=10)
+                                                         "events": events,
+                                                         "origin": self.origin}, timeout=10)
         except PlotlineError as exc:
             return self.error(exc.code, exc.detail, doc=doc)
         if not answer.get("ok"):

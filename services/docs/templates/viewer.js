@@ -293,6 +293,7 @@
     function receive(msg) {
       if (msg.op === "subscribed") {
         if (seqs[msg.channel] == null) { seqs[msg.channel] = msg.seq; }
+        origin = msg.origin || null;  // (this socket's: a new one after a reconnect)
         attempt = 0;
         setStatus("live", "live");
       } else if (msg.op === "event") {
@@ -375,6 +376,7 @@
       // one event as an item for the frame, or null (after acting on it here)
       if (source === null) {  // the document
         if (msg.type === "patched" && Array.isArray(d.events)) {
+          if (origin && d.origin === origin) { return null; }  // our own change, come back
           var events = d.events.filter(function (e) { return !stillEditing(e); });
           return events.length ? {kind: "doc_patch", events: events} : null;
         }
@@ -437,6 +439,7 @@
 
     // --- two-way: what the viewer changes in the frame ---------------------------------
     var touched = {};  // "model.attr" -> when this page last changed it
+    var origin = null;  // push's name for this socket: in the events of the changes it sent
 
     function sendChanges(events) {
       // The frame runs the document's code: send only a writer's changes of inputs.
@@ -454,8 +457,9 @@
     }
 
     function stillEditing(event) {
-      // the server's copy of a change this page made a moment ago (or of an older value,
-      // while the user keeps dragging): applying it would pull the widget back
+      // Someone else's change of an attribute this page changed a moment ago, while the
+      // user keeps dragging (or our own, sent before a reconnect gave this socket another
+      // origin): applying it would pull the widget back
       var when = event && event.model && touched[event.model.id + "." + event.attr];
       return event.kind === "ModelChanged" && when && Date.now() - when < 1000;
     }
