@@ -55,7 +55,7 @@ def plot_frame(tab: Page, index: int = 0) -> Frame:
 def cds_column(tab: Page, cds: str, name: str) -> list:
     """Column `name` of the frame's ColumnDataSource `cds`, as numbers."""
     return plot_frame(tab).evaluate(
-        f"Bokeh.documents[0].get_model_by_id({cds!r}).data[{name!r}].map(Number)")
+        f"Array.from(Bokeh.documents[0].get_model_by_id({cds!r}).data[{name!r}], Number)")
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:

@@ -27,6 +27,7 @@ from .convert import (
     column_from_json,
     column_to_json,
     table_from_json,
+    to_bokeh,
     to_json,
     values_to_arrow,
 )
@@ -48,7 +49,7 @@ __all__ = [
     "arrow_type", "column_from_json", "column_hash", "column_to_json", "compact", "conform",
     "describe", "dtype_name", "fixed_width_bytes", "json_batch", "normalise", "patch",
     "put_column", "remove_column", "select", "slice_rows", "stream", "table_from_arrow",
-    "table_from_json", "to_arrow", "to_json",
+    "table_from_json", "to_arrow", "to_bokeh", "to_json",
 ]
 
 MAX_CHUNKS = 64          # stream() compacts a table whose columns have more chunks than this

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -91,7 +91,9 @@ class VersionOut(Out):
 class RowsOut(Out):
     version: int
     rows: int = Field(description="the rows in this answer")
-    columns: dict[str, list[Any]]
+    columns: dict[str, list[Any] | dict[str, Any]] = Field(
+        description="lists; with encoding=binary, numeric columns as Bokeh's ndarray "
+        "encoding ({type: ndarray, array: {type: bytes, data: base64}, shape, dtype, order})")
 
 
 class PointsOut(Out):
@@ -178,14 +180,18 @@ async def describe(source_id: str, user: DocReader, data: Data, through: Via) ->
             responses={200: {"content": {ARROW: BINARY}}, **READ})
 async def read_rows(source_id: str, request: Request, user: DocReader, data: Data,
                     through: Via, columns: str | None = None, start: int | None = None,
-                    stop: int | None = None) -> Response:
-    """Columnar JSON, or Arrow IPC with `Accept: application/vnd.apache.arrow.stream`."""
+                    stop: int | None = None,
+                    encoding: Literal["json", "binary"] = "json") -> Response:
+    """Columnar JSON, or Arrow IPC with `Accept: application/vnd.apache.arrow.stream`.
+    `encoding=binary`: numeric columns as Bokeh's ndarray encoding (base64 bytes, typed
+    arrays in a browser: what the viewer reads)."""
     names = [c for c in columns.split(",") if c] if columns else None
     m, table = await data.read(source_id, user, names, start, stop, through)
     headers = {"ETag": f'"{m["version"]}"', "X-Plotline-Version": str(m["version"])}
     if ARROW in request.headers.get("accept", ""):
         return Response(cols.to_arrow(table), media_type=ARROW, headers=headers)
-    body = {"version": m["version"], "rows": table.num_rows, "columns": cols.to_json(table)}
+    encoded = cols.to_bokeh(table) if encoding == "binary" else cols.to_json(table)
+    body = {"version": m["version"], "rows": table.num_rows, "columns": encoded}
     return Response(json.dumps(body, allow_nan=False, separators=(",", ":")),
                     media_type="application/json", headers=headers)
 

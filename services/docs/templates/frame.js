@@ -74,6 +74,7 @@
       models(source).forEach(function (cds) { cds.setv({data: item.columns}, {sync: false}); });
     } else if (item.kind === "stream") {
       models(source).forEach(function (cds) {
+        plain(cds);
         cds.stream(item.columns, item.rollover == null ? undefined : item.rollover,
                    {sync: false});
       });
@@ -96,6 +97,18 @@
     } else if (item.kind === "view_failed") {
       large.failed(item);
     }
+  }
+
+  function plain(cds) {
+    // A source filled with typed arrays (the page sends numbers so) gets plain arrays
+    // before its first stream: BokehJS keeps a typed array's length through a rollover.
+    var data = cds.data, changed = false, out = {};
+    Object.keys(data).forEach(function (name) {
+      var column = data[name];
+      out[name] = ArrayBuffer.isView(column) ? Array.from(column) : column;
+      changed = changed || out[name] !== column;
+    });
+    if (changed) { cds.setv({data: out}, {sync: false}); }
   }
 
   function apply(message) {

@@ -159,12 +159,38 @@
           toFrame({op: "apply", items: [{kind: "large", source: source}]});
           return described.version;
         }
-        return request(path + "/data", {doc: docId}).then(function (body) {
-          toFrame({op: "apply", items: [{kind: "fill", source: source,
-                                         columns: body.columns}]});
+        return request(path + "/data", {doc: docId, encoding: "binary"}).then(function (body) {
+          var columns = typed(body.columns);
+          frame.contentWindow.postMessage(
+            {plotline: 1, op: "apply", items: [{kind: "fill", source: source,
+                                                columns: columns.data}]},
+            "*", columns.buffers);
           return body.version;
         });
       });
+    }
+
+    // Numeric columns come as Bokeh's ndarray encoding (base64 of the bytes): typed arrays
+    // here, handed to the frame without a copy. Faster end to end than JSON numbers
+    // (bench/viewer_fill.py).
+    var TYPED = {float64: Float64Array, float32: Float32Array, int32: Int32Array,
+                 int16: Int16Array, int8: Int8Array, uint32: Uint32Array,
+                 uint16: Uint16Array, uint8: Uint8Array};
+
+    function typed(columns) {
+      var data = {}, buffers = [];
+      Object.keys(columns).forEach(function (name) {
+        var c = columns[name];
+        if (c && c.type === "ndarray" && TYPED[c.dtype] && c.array && c.order === "little") {
+          var text = atob(c.array.data), bytes = new Uint8Array(text.length);
+          for (var i = 0; i < text.length; i++) { bytes[i] = text.charCodeAt(i); }
+          data[name] = new TYPED[c.dtype](bytes.buffer);
+          buffers.push(bytes.buffer);
+        } else {
+          data[name] = c;
+        }
+      });
+      return {data: data, buffers: buffers};
     }
 
     // A large source's visible part, as the frame asks for it (pan, zoom, new rows): the
