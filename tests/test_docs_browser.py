@@ -378,3 +378,45 @@ def test_the_owner_publishes_and_shares_from_the_viewer(multi_server, account, p
         stranger.context.close()
     assert c.get(f"{DOCS}/{doc_id}", headers=h).json()["published"] is False
     assert errors == []
+
+
+def test_a_documents_code_cannot_make_the_page_hammer_the_server(multi_server, account, page):
+    """The frame's code may post the page anything: 'reload me' 100 times a second for 2 s
+    makes at most a reload every 2 s, and made-up messages are dropped."""
+    from bokeh.events import DocumentReady
+    from bokeh.models import CustomJS
+
+    tab, errors = page
+    c, h = account["client"], account["headers"]
+    spam = """
+        let n = 0;
+        const timer = setInterval(() => {
+          parent.postMessage({plotline: 1, op: "failed", channel: "doc"}, "*");
+          parent.postMessage({plotline: 1, op: "view", source: "__proto__", seq: 1,
+                              kind: "line", x: "x", y: "y", n: 10}, "*");
+          parent.postMessage({plotline: 1, op: "changes", events: [
+            {kind: "ModelChanged", model: {id: "x"}, attr: "title", new: "pwned"}]}, "*");
+          if (++n >= 200) { clearInterval(timer); document.body.dataset.spammed = "yes"; }
+        }, 10);
+    """
+    plot = figure(title="noisy", width=300, height=200)
+    plot.line([0, 1], [0, 1])
+    doc = Document()
+    doc.add_root(plot)
+    doc.js_on_event(DocumentReady, CustomJS(code=spam))
+    r = c.post(f"{DOCS}/", headers=h, json={"title": new_username(),
+                                            "doc": doc.to_json(deferred=False)})
+    doc_id = r.json()["id"]
+    assert c.post(f"{DOCS}/{doc_id}/publish", headers=h).status_code == 200
+    reads: list[str] = []
+    tab.on("request", lambda request: reads.append(request.url)
+           if request.url.endswith(f"{DOCS}/{doc_id}") else None)
+    started = time.monotonic()
+    tab.goto(f"{multi_server.url}/plots/{doc_id}")
+    tab.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
+    plot_frame(tab).wait_for_selector("body[data-spammed=yes]", timeout=15_000)
+    took = time.monotonic() - started
+    # (each reload renders the document again, and its code starts asking again)
+    assert 1 <= len(reads) <= took / 2 + 2, (len(reads), took)
+    assert c.get(f"{DOCS}/{doc_id}", headers=h).json()["version"] == 2  # (publish only)
+    assert all("plotline:" in e or "Failed to load" in e for e in errors), errors

@@ -67,7 +67,7 @@
                        "allow-downloads");
     frame.setAttribute("referrerpolicy", "no-referrer");
     var frameReady = new Promise(function (resolve) { frame.ready = resolve; });
-    var calls = {}, nextCall = 1;
+    var calls = {}, nextCall = 1, failedAt = {};
 
     function toFrame(message) {
       message.plotline = 1;
@@ -103,8 +103,13 @@
       } else if (m.op === "view") {
         askView(m);
       } else if (m.op === "failed") {
+        // (at most one reload a channel every 2 s: the frame's code may say so in a loop)
         var channel = m.channel === "doc" ? "doc:" + docId : m.channel;
-        if (channels().indexOf(channel) >= 0) { reload(channel); }
+        var since = Date.now() - (failedAt[channel] || 0);
+        if (channels().indexOf(channel) >= 0 && !(since < 2000)) {
+          failedAt[channel] = Date.now();
+          reload(channel);
+        }
       }
     });
     frame.src = o.frameUrl;
@@ -201,7 +206,28 @@
     function range(r) { return Array.isArray(r) && r.length === 2 && number(r[0]) && number(r[1]); }
     function name(v) { return typeof v === "string" && v.length > 0 && v.length <= 200; }
 
+    // The frame debounces its questions; still, at most one every VIEW_MS per source goes
+    // out (the last one waits): its code may ask in a loop.
+    var VIEW_MS = 50, viewAt = {}, viewLater = {};
+
     function askView(m) {
+      if (typeof m.source !== "string" || !Object.prototype.hasOwnProperty.call(large, m.source)) {
+        return console.warn("plotline: the frame asked for a view of no large source");
+      }
+      var wait = VIEW_MS - (Date.now() - (viewAt[m.source] || 0));
+      if (wait > 0) {
+        var first = !viewLater[m.source];
+        viewLater[m.source] = m;
+        if (first) {
+          setTimeout(function () {
+            var latest = viewLater[m.source];
+            delete viewLater[m.source];
+            askView(latest);
+          }, wait);
+        }
+        return;
+      }
+      viewAt[m.source] = Date.now();
       var ok = large[m.source] && name(m.x) && name(m.y) && number(m.seq) &&
         (m.kind === "line" ? number(m.n) && (m.x0 == null || number(m.x0)) &&
                              (m.x1 == null || number(m.x1))
