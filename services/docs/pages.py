@@ -1,5 +1,6 @@
-"""The docs service's web pages: home (my plots), login, the viewer, the embed script, and
-BokehJS served from the bokeh wheel's own files.
+"""The docs service's web pages: home (my plots), login, the viewer and its sandboxed frame,
+the embed scripts, and BokehJS served from the bokeh wheel's own files (the account pages
+are in account_pages.py).
 
 HTML is rendered on the server from templates/ (string.Template; every value is escaped
 unless it is `Safe`). The pages carry no inline script: page data travels in
@@ -252,7 +253,8 @@ def may_write(meta: dict[str, Any], user: Principal | None) -> bool:
 
 @router.get("/plots/{doc_id}")
 async def viewer(request: Request, doc_id: str) -> Response:
-    """The whole document rendered by BokehJS, one <div> per root."""
+    """The viewer: title, owner, live mark (and the owner's controls) on the page; the
+    document drawn by BokehJS in the sandboxed frame, kept live by viewer.js."""
     prefix = prefix_of(request)
     here = f"{prefix}/plots/{quote(doc_id)}"
     try:
