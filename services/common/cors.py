@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .front import route_path
 from .headers import secured
 from .names import SERVICE_PREFIXES
 
@@ -53,10 +54,7 @@ class ViewerCORS:
         authenticator = getattr(self.state, "authenticator", None)
         if authenticator is None or not authenticator.multi_user:
             return False
-        path, root = scope.get("path", ""), scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
-        return bool(self.paths.match(path))
+        return bool(self.paths.match(route_path(scope)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._applies(scope):

@@ -27,6 +27,12 @@ from .headers import secured
 log = logging.getLogger("plotline.front")
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path below the app's root path (its URL prefix), as routes see it."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 class Disconnected(Exception):
     """The client went away before its request body arrived: nothing to answer."""
 
@@ -51,9 +57,7 @@ class Front:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != self.method:
             return await self.app(scope, receive, send)
-        path, root = scope.get("path", ""), scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
+        path = route_path(scope)
         key = self.key(path)
         if key is None:
             return await self.app(scope, receive, send)

@@ -69,9 +69,10 @@
     var frameReady = new Promise(function (resolve) { frame.ready = resolve; });
     var calls = {}, nextCall = 1, failedAt = {};
 
-    function toFrame(message) {
+    function toFrame(message, transfer) {
+      // "*": an opaque origin has no name; transfer: ArrayBuffers handed over, not copied
       message.plotline = 1;
-      frame.contentWindow.postMessage(message, "*");  // (an opaque origin has no name)
+      frame.contentWindow.postMessage(message, "*", transfer || []);
     }
 
     function renderInFrame(docJson) {
@@ -166,10 +167,8 @@
         }
         return request(path + "/data", {doc: docId, encoding: "binary"}).then(function (body) {
           var columns = typed(body.columns);
-          frame.contentWindow.postMessage(
-            {plotline: 1, op: "apply", items: [{kind: "fill", source: source,
-                                                columns: columns.data}]},
-            "*", columns.buffers);
+          toFrame({op: "apply", items: [{kind: "fill", source: source,
+                                         columns: columns.data}]}, columns.buffers);
           return body.version;
         });
       });
@@ -265,9 +264,7 @@
       answer.then(function (out) {
         if (asking[m.source] !== abort) { return; }
         delete asking[m.source];
-        out.item.plotline = 1;
-        frame.contentWindow.postMessage({plotline: 1, op: "apply", items: [out.item]}, "*",
-                                        out.transfer || []);
+        toFrame({op: "apply", items: [out.item]}, out.transfer);
       }).catch(function (err) {
         if (err.name === "AbortError") { return; }
         if (asking[m.source] === abort) { delete asking[m.source]; }
