@@ -105,3 +105,83 @@ async def test_stored_rows_follow_every_change(store_urls, nats_url, seed):
         await bus.close()
         await kv.close()
         await blobs.close()
+
+
+async def test_concurrent_appends_are_grouped_each_with_its_own_version_and_event(
+        tmp_path, nats_url):
+    """Appends that reach a source together are written as one commit (DataService.append's
+    group commit), yet each keeps what it had alone: its own version and answer, its own
+    `appended` event with seq = that version and the row count after it, in arrival order;
+    an append that may not write, or whose rows are bad, fails alone."""
+    import asyncio
+
+    from services.common.errors import NotFound
+    from services.common.names import event_subject
+    from services.data.columns import DataError
+
+    kv, blobs = open_kv(f"sqlite:///{tmp_path / 'kv.db'}"), open_blob(f"file://{tmp_path / 'b'}")
+    bus = await Bus.connect(nats_url, "data")
+    await bus.ensure_stream()
+    service = DataService(DataSettings(inline_tail_bytes=700, max_chunks=5, warm_up=False),
+                          DataRepository(kv, blobs, 1 << 30), bus)
+    events: list = []
+    try:
+        made = await service.create(OWNER, "t", cols.table_from_json({"i": [0]}, {}), 25)
+        source = made["id"]
+        await bus.subscribe(event_subject("data", source, "appended"),
+                            lambda subject, event: _record(events, event))
+        stranger = Principal("mallory", "test")
+        calls = []
+        for k in range(1, 61):
+            if k == 20:
+                calls.append(service.append(source, stranger, {"i": [-1]}, None))
+            elif k == 40:
+                calls.append(service.append(source, OWNER, {"i": ["not a number"]}, None))
+            else:  # every 7th with a rollover of its own, the rest the source's (25)
+                calls.append(service.append(source, OWNER, {"i": [k, k]},
+                                            10 if k % 7 == 0 else None))
+        before = _grouping()
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        commits, appended = (a - b for a, b in zip(_grouping(), before, strict=True))
+
+        assert isinstance(answers[19], NotFound), answers[19]
+        assert isinstance(answers[39], DataError), answers[39]
+        ok = [a for a in answers if isinstance(a, dict)]
+        assert len(ok) == 58
+        # versions in arrival order, dense, after the create's 1
+        assert [a["version"] for a in ok] == list(range(2, 60))
+        expected = cols.table_from_json({"i": [0]}, {})
+        for k, answer in zip([k for k in range(1, 61) if k not in (20, 40)], ok, strict=True):
+            expected = cols.stream(expected, cols.table_from_json({"i": [k, k]}, {}),
+                                   10 if k % 7 == 0 else 25)
+            assert answer["rows"] == expected.num_rows, k
+        cold = DataRepository(kv, blobs, 1 << 30)
+        m = (await cold.get(source))[0]
+        assert (await cold.load(m)).to_pydict() == expected.to_pydict()
+        assert m["version"] == 59
+        # they were grouped: fewer commits than appends (58, and the 2 refused in groups)
+        assert appended == 60 and commits < 30, (commits, appended)
+
+        for _ in range(100):
+            if len(events) >= 58:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.seq for e in events] == list(range(2, 60))
+        assert [e.data["rows"] for e in events] == [a["rows"] for a in ok]
+        assert [e.data["columns"]["i"][0] for e in events] == [
+            k for k in range(1, 61) if k not in (20, 40)]
+    finally:
+        await bus.close()
+        await kv.close()
+        await blobs.close()
+
+
+def _grouping() -> tuple[float, float]:
+    from prometheus_client import REGISTRY
+
+    return (REGISTRY.get_sample_value("plotline_data_appends_per_commit_count") or 0.0,
+            REGISTRY.get_sample_value("plotline_data_appends_per_commit_sum") or 0.0)
+
+
+async def _record(events: list, event) -> None:  # type: ignore[no-untyped-def]
+    events.append(event)

@@ -17,6 +17,12 @@ SERVICE_PREFIXES: dict[str, str] = {
 }
 SERVICES = tuple(SERVICE_PREFIXES)
 
+# A ColumnDataSource tagged `plotline:source=<id>` is bound to data source <id>: viewers fill
+# it from the data service (docs finds the bindings, the viewer and the client make them).
+SOURCE_TAG = "plotline:source="
+# Arrow IPC stream bodies (data service uploads, appends and reads).
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
 # JetStream stream that captures every event (subjects with four tokens) for recovery.
 # Request subjects have three tokens, so they are never captured.
 STREAM_NAME = "PLOTLINE"

@@ -17,7 +17,7 @@ from services.common.errors import Unauthorized, Unprocessable
 from services.common.front import Front, header, read_body, send_json
 from services.common.names import SERVICE_PREFIXES
 
-from .routes import append_input, version
+from .routes import append_input
 
 PREFIX, SUFFIX = SERVICE_PREFIXES["data"] + "/sources/", "/append"
 
@@ -39,8 +39,8 @@ class FastAppend(Front):
         body = await read_body(scope, receive, self.state.max_body_bytes)
         batch, rollover = append_input(body, header(scope, b"content-type"),
                                        _rollover(scope), self.state.max_body_bytes)
-        m = await self.state.data.append(source_id, principal, batch, rollover)
-        return await send_json(send, 200, version(m))
+        return await send_json(send, 200, await self.state.data.append(
+            source_id, principal, batch, rollover))
 
 
 def _rollover(scope: Scope) -> int | None:

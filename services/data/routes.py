@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.deps import CurrentUser, DocReader, MaybeUser
 from services.common.errors import Unprocessable, errors
-from services.common.names import SERVICE_PREFIXES
+from services.common.names import ARROW_STREAM, SERVICE_PREFIXES
 
 from . import columns as cols
 from .service import DataService
 
 router = APIRouter(prefix=SERVICE_PREFIXES["data"], tags=["data"])
-ARROW = "application/vnd.apache.arrow.stream"
+ARROW = ARROW_STREAM
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Rollover = Annotated[int | None, Field(default=None, ge=0)]
 
@@ -225,7 +225,7 @@ async def append(source_id: str, request: Request, user: CurrentUser, data: Data
     batch, rollover = append_input(await request.body(),
                                    request.headers.get("content-type", ""), rollover,
                                    data.settings.max_body_bytes)
-    return version(await data.append(source_id, user, batch, rollover))
+    return await data.append(source_id, user, batch, rollover)
 
 
 @router.post("/sources/{source_id}/patch", response_model=VersionOut, responses=WITH_BODY)

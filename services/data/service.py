@@ -13,12 +13,14 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+from prometheus_client import Histogram
 
 from services.common.bus import Bus
-from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized
+from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized, Unavailable
 from services.common.events import DataVerb
 from services.common.identity import Principal
 from services.common.stores.kv import VersionConflict
@@ -27,6 +29,10 @@ from . import columns as cols
 from .config import DataSettings
 from .events import Grants
 from .repository import DataRepository, Manifest
+
+# (how far appends are grouped: the count is commits, the sum appends)
+GROUPED = Histogram("plotline_data_appends_per_commit", "Appends written by one commit",
+                    buckets=(1, 2, 4, 8, 16, 32, 64))
 
 Via = tuple[str | None, str | None]  # (document id, its share key) a reader comes through
 
@@ -43,6 +49,16 @@ def summary(m: Manifest, hashes: dict[str, str]) -> dict[str, Any]:
                         for c in m["schema"]]}
 
 
+@dataclass(eq=False)
+class _Pending:
+    """An append waiting for its source's writer (DataService.append)."""
+    principal: Principal | None
+    batch: pa.Table | dict[str, Any]
+    rollover: int | None
+    done: asyncio.Future = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class DataService:
     def __init__(self, settings: DataSettings, repo: DataRepository, bus: Bus,
                  grants: Grants | None = None) -> None:
@@ -52,6 +68,7 @@ class DataService:
         self.bus = bus
         self._locks = [asyncio.Lock() for _ in range(256)]
         self._hashes: dict[tuple[str, int], dict[str, str]] = {}
+        self._queued: dict[str, list[_Pending]] = {}  # source id -> appends for its writer
 
     async def manifest(self, source_id: str, principal: Principal | None,
                        write: bool = False, via: Via = (None, None),
@@ -61,15 +78,22 @@ class DataService:
         its share key, for share links). `ours`: see DataRepository.get."""
         found = (await self.repo.get(source_id, ours=ours) if source_id.isalnum()
                  else None)
+        await self._authorize(source_id, found, principal, write, via)
+        assert found is not None
+        return found
+
+    async def _authorize(self, source_id: str, found: tuple[Manifest, int] | None,
+                         principal: Principal | None, write: bool = False,
+                         via: Via = (None, None)) -> None:
         if found is None:  # looks like a private one: 404 signed in, 401 anonymous
             raise NotFound("no such source") if principal else Unauthorized()
         user = principal.username if principal else None
         if user == found[0]["owner"]:
-            return found
+            return
         readable = self.grants is not None and await self.grants.may_read(
             source_id, found[0]["owner"], user, via)
         if readable and not write:
-            return found
+            return
         if user is None:
             raise Unauthorized()
         if readable:
@@ -169,18 +193,78 @@ class DataService:
         return [chunk], dropped
 
     async def append(self, source_id: str, principal: Principal | None,
-                     batch: pa.Table | dict[str, Any], rollover: int | None) -> Manifest:
-        """`batch`: an Arrow table, or JSON columns read with the source's own dtypes."""
-        async def change(m: Manifest, table: pa.Table):  # type: ignore[no-untyped-def]
-            keep = rollover if rollover is not None else m["rollover"]
-            conformed = (cols.conform(table.schema, batch) if isinstance(batch, pa.Table)
-                         else cols.json_batch(table.schema, batch,
-                                              max_bytes=self.settings.max_body_bytes))
-            new = cols.stream(table, conformed, keep)
-            written = await self.repo.add_chunk(m, m["version"] + 1, conformed,
+                     batch: pa.Table | dict[str, Any], rollover: int | None
+                     ) -> dict[str, int]:
+        """Add rows (`batch`: an Arrow table, or JSON columns read with the source's own
+        dtypes); returns this append's {"version", "rows"}.
+
+        Group commit: appends that reach a source while one of them waits for or holds its
+        lock are written together (one load, one chunk, one manifest commit), each still
+        with its own version, answer and event, in the order they arrived. When the process
+        is idle a group is one append; when it falls behind, groups grow and each append
+        costs less, so a burst drains instead of queueing (bench/viewer.py)."""
+        item = _Pending(principal, batch, rollover)
+        queue = self._queued.get(source_id)
+        if queue is not None:  # a writer of this source is waiting or writing: it takes ours
+            queue.append(item)
+            return await item.done
+        self._queued[source_id] = queue = [item]
+        group: list[_Pending] = []
+        try:
+            async with self._locks[hash(source_id) % len(self._locks)]:
+                await asyncio.sleep(0)  # appends already read by this loop turn join us
+                while queue:
+                    group = queue[:]
+                    queue.clear()
+                    GROUPED.observe(len(group))
+                    await self._append_group(source_id, group)
+        except BaseException as exc:  # (only what _append_group did not hand to its items)
+            for left in group + queue:
+                if not left.done.done():
+                    left.done.set_exception(
+                        exc if isinstance(exc, Exception) else Unavailable("shutting down"))
+            raise
+        finally:
+            del self._queued[source_id]
+        return item.done.result()
+
+    async def _append_group(self, source_id: str, group: list[_Pending]) -> None:
+        """Write `group` as one commit; every item's future gets its answer or its error."""
+        for attempt in range(self.settings.max_write_retries):
+            found = await self.repo.get(source_id, ours=attempt == 0)
+            table = await self.repo.load(found[0]) if found else None
+            live, batches = [], []
+            for item in group:
+                if item.done.done():  # refused in an earlier attempt
+                    continue
+                try:
+                    await self._authorize(source_id, found, item.principal, write=True)
+                    assert table is not None
+                    batches.append(self._conform(table, item.batch))
+                except Exception as exc:  # this append's own fault: the others go on
+                    item.done.set_exception(exc)
+                    continue
+                live.append(item)
+            if not live:
+                return
+            assert found is not None and table is not None
+            if len(live) > 1 and len({b.schema for b in batches}) > 1:
+                for item in live:  # (a source without columns yet takes the first's)
+                    await self._append_group(source_id, [item])
+                return
+            m, kv_version = found
+            keeps = [it.rollover if it.rollover is not None else m["rollover"] for it in live]
+            new, rows = table, []
+            for b, keep in zip(batches, keeps, strict=True):
+                new = cols.stream(new, b, keep)
+                rows.append(new.num_rows)
+            combined = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
+            first = m["version"] + 1
+            written = await self.repo.add_chunk(m, first, combined,
                                                 self.settings.inline_tail_bytes)
-            # rows before the window: move the offset, forget chunks wholly behind it
-            m["offset"] += table.num_rows + conformed.num_rows - new.num_rows
+            # rows before the window: move the offset, forget chunks wholly behind it (the
+            # rows kept are always the last ones of table + the batches, whatever rollovers)
+            m["offset"] += table.num_rows + combined.num_rows - new.num_rows
             dropped = []
             while m["chunks"] and m["chunks"][0]["rows"] <= m["offset"]:
                 m["offset"] -= m["chunks"][0]["rows"]
@@ -190,12 +274,33 @@ class DataService:
             if len(m["chunks"]) > self.settings.max_chunks:
                 more_written, more_dropped = await self._rewrite(m, new)
                 written, dropped = written + more_written, dropped + more_dropped
-            return self._appended(conformed, keep), new, written, dropped
+            m["version"] += len(live)
+            m["rows"] = new.num_rows
+            m["updated"] = time.time()
+            try:
+                new_kv = await self.repo.commit(m, kv_version, written, dropped)
+            except VersionConflict:
+                self.repo.forget(source_id)
+                continue
+            self.repo.remember(m, new, committed=new_kv)
+            # appends are the stream of small writes: their events go without waiting for
+            # JetStream's ack (see Bus.notify); the rarer changes wait for it
+            for k, (item, b, keep, n) in enumerate(zip(live, batches, keeps, rows,
+                                                        strict=True)):
+                await self.bus.notify(source_id, DataVerb.APPENDED,
+                                      {**self._appended(b, keep), "rows": n},
+                                      actor=item.principal.username if item.principal
+                                      else None, seq=first + k)
+                item.done.set_result({"version": first + k, "rows": n})
+            return
+        busy = Conflict("too many concurrent writers; try again", code="busy")
+        for item in group:
+            if not item.done.done():
+                item.done.set_exception(busy)
 
-        # appends are the stream of small writes: their event goes without waiting for
-        # JetStream's ack (see Bus.notify); the rarer changes wait for it
-        return await self._write(source_id, principal, DataVerb.APPENDED, change,
-                                 await_ack=False)
+    def _conform(self, table: pa.Table, batch: pa.Table | dict) -> pa.Table:
+        return (cols.conform(table.schema, batch) if isinstance(batch, pa.Table)
+                else cols.json_batch(table.schema, batch, max_bytes=self.settings.max_body_bytes))
 
     def _appended(self, batch: pa.Table, rollover: int | None) -> dict[str, Any]:
         """The rows themselves when small, else a marker that tells viewers to refetch."""

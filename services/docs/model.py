@@ -27,6 +27,8 @@ import json
 from importlib import metadata
 from typing import Any
 
+from services.common.names import SOURCE_TAG
+
 from . import patching
 from .flat import Flattener, check_id, expand, ref_id, refs_in
 from .values import DocumentError, ModelExists, ModelInUse, ModelNotFound
@@ -38,7 +40,6 @@ try:
 except metadata.PackageNotFoundError:  # pragma: no cover - bokeh is a dependency
     BOKEH_VERSION = "3"
 
-SOURCE_TAG = "plotline:source="
 _STORE_FORMAT = 1
 
 

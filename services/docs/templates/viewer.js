@@ -352,10 +352,10 @@
         }
         pending.push(msg);
         if (flushing === null) {
-          // the first event after a quiet frame goes at once (drawn at the next frame);
-          // while they keep coming, once per animation frame, merged
-          flushing = performance.now() - flushed > FRAME_MS ? setTimeout(flush, 0)
-                                                            : requestAnimationFrame(flush);
+          // at most one batch a frame's time (BokehJS paints at most that often), the
+          // first after a pause at once: a batch reaches the frame as soon as it may, and
+          // is drawn at the next paint (waiting for an animation frame here cost a frame)
+          flushing = setTimeout(flush, Math.max(0, FRAME_MS - (performance.now() - flushed)));
         }
       } else if (msg.op === "resync") {
         reload(msg.channel);
@@ -369,7 +369,7 @@
       }
     }
 
-    // --- events to the frame, once per animation frame ---------------------------------
+    // --- events to the frame, merged, at most once a frame's time ---------------------------
     function flush() {
       flushing = null;
       flushed = performance.now();
