@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SOURCE_TAG = "plotline:source="  # the docs service's binding tag (services/docs/model.py)
+from services.common.names import SOURCE_TAG
+
 DEFAULT_TITLE = "Bokeh Application"  # what Bokeh calls an untitled document
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
            ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow"}
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 CSV_BLOCK = 1 << 20
 
 

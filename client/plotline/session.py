@@ -24,12 +24,12 @@ from urllib.parse import quote
 
 import httpx
 
-from . import bokehdocs, config, datafiles
+from services.common.names import ARROW_STREAM, SERVICE_PREFIXES
 
-API = "/api/v1"
-AUTH = f"{API}/auth"
-DOCS = f"{API}/docs"
-DATA = f"{API}/data"
+from . import bokehdocs, config, datafiles, sources
+from .sources import DataSource
+
+AUTH, DOCS, DATA = (SERVICE_PREFIXES[s] for s in ("auth", "docs", "data"))
 
 
 class PlotlineError(Exception):
@@ -73,7 +73,8 @@ class Session:
     `[server] url`, else http://127.0.0.1:5006), including any --url-prefix."""
 
     def __init__(self, root_url: str | None = None, api_key: str | None = None,
-                 token: str | None = None, *, timeout: float = 30.0) -> None:
+                 token: str | None = None, *, timeout: float = 30.0,
+                 chunk_rows: int = 65_536, chunk_bytes: int = 16 << 20) -> None:
         self.root_url = config.normalize_url(root_url or config.default_url())
         if not self.root_url.startswith(("http://", "https://")):
             raise PlotlineError(None, "invalid_url",
@@ -83,6 +84,8 @@ class Session:
         self.api_key: str | None = api_key or saved.get("api_key")
         self.token: str | None = token or saved.get("token")
         self.username: str | None = saved.get("username")
+        # bulk transfers (data sources, uploads) go in Arrow bodies of at most this much
+        self.chunk_rows, self.chunk_bytes = chunk_rows, chunk_bytes
         # a jar that keeps no cookies: the login cookie is for browsers, and a kept one would
         # still authenticate after logout(); we always send the bearer header instead
         no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
@@ -228,6 +231,36 @@ class Session:
         """Delete a data source of mine and its data."""
         self._request("DELETE", f"{DATA}/sources/{_q(source_id)}")
 
+    def data_source(self, name: str | None = None, data: Any = None, *,
+                    id: str | None = None, rollover: int | None = None,
+                    progress: Callable[[int, int], object] | None = None) -> DataSource:
+        """A remote data source (sources.DataSource): with `data` (a dict of columns, a
+        pandas or polars DataFrame, an Arrow table), a new one named `name` holding those
+        rows (uploaded as Arrow in chunks; `progress(rows done, rows)`), keeping the last
+        `rollover` rows of every later stream if given; with `id`, that source; with only
+        `name`, my source of that name (PlotlineError 404 if none, 409 if several)."""
+        if id is not None:
+            return DataSource(self, self.source(id))
+        if data is None:
+            if not name:
+                raise TypeError("data_source() needs a name and data, or an id")
+            mine = [s for s in self.sources() if s["name"] == name
+                    and s["owner"] == (self.username or s["owner"])]
+            if not mine:
+                raise PlotlineError(404, "not_found", f"you have no data source named {name!r}")
+            if len(mine) > 1:
+                raise PlotlineError(409, "ambiguous",
+                                    f"{len(mine)} of your data sources are named {name!r}: "
+                                    "open one by id (data_source(id=...))")
+            return DataSource(self, self.source(mine[0]["id"]))
+        try:
+            table = sources.as_table(data)
+        except (TypeError, ValueError) as exc:
+            raise PlotlineError(None, "invalid_data", str(exc)) from None
+        parts = sources.chunks(table, self.chunk_rows, self.chunk_bytes)
+        meta = self._create(name or "data", parts, lambda: table.num_rows, progress, rollover)
+        return DataSource(self, meta)
+
     def upload(self, path: str | Path, name: str | None = None, *,
                chunk_rows: int = 65_536, chunk_bytes: int = 16 << 20,
                progress: Callable[[int, int], object] | None = None) -> dict:
@@ -241,30 +274,42 @@ class Session:
         append fails, the half-made source is deleted. Returns the source's description."""
         with _file_errors():
             data = datafiles.DataFile(path, chunk_rows, chunk_bytes)
-        name = name or data.path.name
+            # (the file is read, and may fail, chunk by chunk)
+            return self._create(name or data.path.name, data.chunks(), lambda: data.total,
+                                progress)
+
+    def _create(self, name: str, parts: Iterator[tuple[Any, int]], total: Callable[[], int],
+                progress: Callable[[int, int], object] | None,
+                rollover: int | None = None) -> dict:
+        """A new source from Arrow tables: the first creates it, the others are appended;
+        `progress(done, total)` after each (the last call has done == total). If a part
+        fails, the half-made source is deleted. Returns the source's description. (`total`
+        is asked each time: a file's is known better once reading has begun.)"""
         source: dict | None = None
         last = -1
+        params: dict[str, Any] = {"name": name}
+        if rollover is not None:
+            params["rollover"] = rollover
+        headers = {"Content-Type": ARROW_STREAM}
         try:
-            with _file_errors():  # the file is read (and may fail) chunk by chunk
-                for table, done in data.chunks():
-                    body = datafiles.to_ipc(table)
-                    headers = {"Content-Type": datafiles.ARROW_STREAM}
-                    if source is None:
-                        source = self._json("POST", f"{DATA}/sources", params={"name": name},
-                                            content=body, headers=headers)
-                    else:
-                        self._json("POST", f"{DATA}/sources/{source['id']}/append",
-                                   content=body, headers=headers)
-                    if progress and last < done < data.total:
-                        progress(done, data.total)
-                        last = done
+            for table, done in parts:
+                body = datafiles.to_ipc(table)
+                if source is None:
+                    source = self._json("POST", f"{DATA}/sources", params=params,
+                                        content=body, headers=headers)
+                else:
+                    self._json("POST", f"{DATA}/sources/{source['id']}/append",
+                               content=body, headers=headers)
+                if progress and last < done < total():
+                    progress(done, total())
+                    last = done
         except BaseException:
             if source is not None:
                 with contextlib.suppress(PlotlineError):
                     self.delete_source(source["id"])
             raise
         if progress:
-            progress(data.total, data.total)
+            progress(total(), total())
         return self.source(source["id"])  # type: ignore[index]
 
     # --- garbage -------------------------------------------------------------------------
@@ -302,14 +347,37 @@ class Session:
                                 f"{self.root_url} answered {method} {path} with something "
                                 f"other than JSON; is it a Plotline server?") from None
 
+    def _download(self, path: str, *, params: dict[str, Any] | None = None,
+                  headers: dict[str, str] | None = None,
+                  progress: Callable[[int, int], object] | None = None) -> bytes:
+        """A GET's body, read as it arrives: `progress(bytes, Content-Length)`."""
+        response = self._request("GET", path, params=params, headers=headers, stream=True)
+        try:
+            total = int(response.headers.get("content-length") or 0)
+            parts, done = [], 0
+            for part in response.iter_bytes(1 << 20):
+                parts.append(part)
+                done += len(part)
+                if progress:
+                    progress(done, max(total, done))
+            return b"".join(parts)
+        except httpx.HTTPError as exc:
+            raise PlotlineError(None, "transport_error",
+                                f"reading {path} from {self.root_url} failed: {exc}") from None
+        finally:
+            response.close()
+
     def _request(self, method: str, path: str, *, auth: bool = True,
                  **kw: Any) -> httpx.Response:
+        """`stream=True`: the body is left to be read (and the response to be closed)."""
         headers = dict(kw.pop("headers", None) or {})
+        stream = kw.pop("stream", False)
         credential = self.api_key or self.token
         if auth and credential:
             headers["Authorization"] = f"Bearer {credential}"
         try:
-            response = self._http.request(method, path, headers=headers, **kw)
+            request = self._http.build_request(method, path, headers=headers, **kw)
+            response = self._http.send(request, stream=stream)
         except httpx.ConnectError as exc:
             why = "connection refused" if "refused" in str(exc).lower() else str(exc)
             raise PlotlineError(None, "unreachable",
@@ -323,6 +391,9 @@ class Session:
                                 f"talking to {self.root_url} failed: {exc}") from None
         if response.is_success:
             return response
+        if stream:
+            response.read()
+            response.close()
         raise self._error(response)
 
     def _error(self, response: httpx.Response) -> PlotlineError:
