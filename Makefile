@@ -43,11 +43,11 @@ test: install ## Run the whole test suite against real NATS, Redis and Azurite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(PY_STAMP) ## Static checks (ruff)
-	$(BIN)/ruff check services client tests bench
+	$(BIN)/ruff check services client tests bench examples
 
 format: $(PY_STAMP) ## Reformat the code (ruff)
-	$(BIN)/ruff check --fix services client tests bench
-	$(BIN)/ruff format services client tests bench
+	$(BIN)/ruff check --fix services client tests bench examples
+	$(BIN)/ruff format services client tests bench examples
 
 bench: install ## Run the benchmarks; each prints its figures
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

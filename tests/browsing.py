@@ -52,6 +52,17 @@ def plot_frame(tab: Page, index: int = 0) -> Frame:
     return frame
 
 
+def drag_slider_to_the_left_end(tab: Page) -> None:
+    """With the mouse, as a person would: the frame's first slider handle dragged left."""
+    handle = tab.frame_locator("iframe.plotline-frame").locator(".noUi-handle").first
+    box = handle.bounding_box()
+    assert box is not None
+    tab.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tab.mouse.down()
+    tab.mouse.move(box["x"] - 400, box["y"] + box["height"] / 2, steps=10)
+    tab.mouse.up()
+
+
 def cds_column(tab: Page, cds: str, name: str) -> list:
     """Column `name` of the frame's ColumnDataSource `cds`, as numbers."""
     return plot_frame(tab).evaluate(

@@ -105,12 +105,22 @@ def test_every_operation_keeps_its_contract(api_schema, seeded, multi_server) ->
                                           checks=CHECKS, timeout=30)
         if own and case.path.endswith("/columns/{name}") and response.status_code == 200:
             put_back_column()  # deleted or replaced: later calls read it again
+        if own and case.method == "PUT" and case.path.endswith("/{source_id}/data") and \
+                response.status_code == 200:
+            put_back_rows()  # every row replaced: the seeded ones again
         seen.setdefault(f"{case.method} {case.path}", Counter())[response.status_code] += 1
 
     def put_back_column() -> None:
         ids = seeded["ids"]
         r = httpx.put(f"{multi_server.url}/api/v1/data/sources/{ids['source_id']}/columns/x",
                       json={"values": [1.0, 2.0, 3.0]}, headers=seeded["headers"])
+        assert r.status_code == 200, r.text
+
+    def put_back_rows() -> None:
+        ids = seeded["ids"]
+        r = httpx.put(f"{multi_server.url}/api/v1/data/sources/{ids['source_id']}/data",
+                      json={"columns": {"x": [1.0, 2.0, 3.0], "y": [3, 1, 2]}},
+                      headers=seeded["headers"])
         assert r.status_code == 200, r.text
 
     operations, failures, seen = [], [], {}

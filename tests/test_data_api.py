@@ -176,11 +176,71 @@ def test_sources_are_private(multi_server, account):
                                ("POST", "/append", {"columns": {"x": [2]}}),
                                ("POST", "/patch", {"patches": {"x": [[0, 5]]}}),
                                ("PUT", "/columns/y", {"values": [1]}),
+                               ("PUT", "/data", {"columns": {"x": [9]}}),
                                ("DELETE", "/columns/x", None), ("DELETE", "", None)]:
         r = c.request(method, f"{url}{path}", json=body, headers=oh)
         assert r.status_code == 404, (method, path, r.status_code)
     assert c.get(f"{url}/data", headers=h).json()["columns"] == {"x": [1]}
     assert src["id"] not in [s["id"] for s in c.get(f"{DATA}/sources", headers=oh).json()]
+
+
+def test_replace_rows(multi_server, account):
+    """PUT .../data replaces every row and column (Bokeh's `source.data = {...}`); the source
+    keeps its id and rollover; a bad body is 422 and changes nothing; anonymous is 401."""
+    c, h = account["client"], account["headers"]
+    src = c.post(f"{DATA}/sources", json={"name": "r", "columns": {"x": [1, 2]},
+                                           "rollover": 3}, headers=h).json()
+    url = f"{DATA}/sources/{src['id']}"
+    r = c.put(f"{url}/data", json={"columns": {"a": [1.5, 2.5, 3.5, 4.5], "b": list("wxyz")}},
+              headers=h)
+    assert r.status_code == 200 and r.json() == {"version": 2, "rows": 3}  # rollover 3
+    assert c.get(f"{url}/data", headers=h).json()["columns"] == {"a": [2.5, 3.5, 4.5],
+                                                                  "b": ["x", "y", "z"]}
+    r = c.put(f"{url}/data", content=arrow_bytes(pa.table({"t": [7]})),
+              headers={**h, "content-type": ARROW})
+    assert r.status_code == 200 and r.json() == {"version": 3, "rows": 1}
+    for bad in ({"columns": {"a": [1], "b": [1, 2]}}, {"columns": {"a": [[1]]}}, {"rows": 1},
+                {"columns": {"a": [1]}, "dtypes": {"a": "complex"}}):
+        r = c.put(f"{url}/data", json=bad, headers=h)
+        assert r.status_code == 422 and error_of(r), (bad, r.text)
+    r = c.put(f"{url}/data", content=b"not arrow", headers={**h, "content-type": ARROW})
+    assert r.status_code == 422
+    assert httpx.put(f"{multi_server.url}{url}/data", json={"columns": {"x": [1]}}
+                     ).status_code == 401
+    after = c.get(url, headers=h).json()
+    assert (after["version"], after["rows"], after["rollover"]) == (3, 1, 3)
+    assert c.get(f"{url}/data", headers=h).json()["columns"] == {"t": [7]}
+
+
+@pytest.mark.parametrize("body", ["json", "arrow"])
+def test_an_append_sent_again_with_its_idempotency_key_appends_nothing(multi_server, account,
+                                                                        body):
+    c, h = account["client"], account["headers"]
+    src = c.post(f"{DATA}/sources", json={"name": "k", "columns": {"x": [0]}},
+                 headers=h).json()
+    url = f"{DATA}/sources/{src['id']}/append"
+
+    def send(key: str, x: int) -> httpx.Response:
+        headers = {**h, "Idempotency-Key": key}
+        if body == "json":
+            return c.post(url, json={"columns": {"x": [x]}}, headers=headers)
+        return c.post(url, content=arrow_bytes(pa.table({"x": pa.array([x], pa.int64())})),
+                      headers={**headers, "content-type": ARROW})
+
+    first = send("a-1", 1)
+    assert first.status_code == 200 and first.json() == {"version": 2, "rows": 2}
+    assert send("a-2", 2).json() == {"version": 3, "rows": 3}
+    assert send("a-1", 1).json() == {"version": 2, "rows": 2}  # the retry: as the first time
+    rows = c.get(f"{DATA}/sources/{src['id']}/data", headers=h).json()["columns"]["x"]
+    assert rows == [0, 1, 2]
+    for bad in ("x" * 65, "no spaces", "a/b", "ü".encode()):
+        r = c.post(url, json={"columns": {"x": [9]}}, headers={**h, "Idempotency-Key": bad})
+        assert r.status_code == 422 and error_of(r), bad
+    # the source remembers its last 64 keys: an older one is a new append again
+    for k in range(64):
+        send(f"b-{k}", 10 + k)
+    assert send("a-2", 2).json()["version"] == 2 + 1 + 64 + 1
+    assert c.get(f"{DATA}/sources/{src['id']}", headers=h).json()["rows"] == 3 + 64 + 1
 
 
 def test_append_front_door_answers_like_the_api(multi_server, account):

@@ -185,3 +185,28 @@ def _grouping() -> tuple[float, float]:
 
 async def _record(events: list, event) -> None:  # type: ignore[no-untyped-def]
     events.append(event)
+
+
+async def test_a_key_sent_twice_in_one_group_appends_once(tmp_path, nats_url):
+    import asyncio
+
+    kv, blobs = open_kv(f"sqlite:///{tmp_path / 'kv.db'}"), open_blob(f"file://{tmp_path / 'b'}")
+    bus = await Bus.connect(nats_url, "data")
+    await bus.ensure_stream()
+    service = DataService(DataSettings(warm_up=False), DataRepository(kv, blobs, 1 << 30), bus)
+    try:
+        source = (await service.create(OWNER, "t", cols.table_from_json({"i": [0]}, {}),
+                                       None))["id"]
+        answers = await asyncio.gather(
+            service.append(source, OWNER, {"i": [1]}, None, "k1"),
+            service.append(source, OWNER, {"i": [2]}, None),
+            service.append(source, OWNER, {"i": [1]}, None, "k1"))
+        assert answers == [{"version": 2, "rows": 2}, {"version": 3, "rows": 3},
+                           {"version": 2, "rows": 2}]
+        m = (await DataRepository(kv, blobs, 1 << 30).get(source))[0]
+        assert m["keys"] == [["k1", 2, 2]]
+        assert (await service.repo.load(m)).to_pydict() == {"i": [0, 1, 2]}
+    finally:
+        await bus.close()
+        await kv.close()
+        await blobs.close()

@@ -101,6 +101,7 @@ DATA_ROUTES = {
     "append": ("POST", "/append", {"columns": {"x": [9.0], "y": [9.0]}}, True),
     "patch": ("POST", "/patch", {"patches": {"y": [[0, 99.0]]}}, True),
     "put_column": ("PUT", "/columns/z", {"values": [1.0, 2.0, 3.0]}, True),
+    "replace": ("PUT", "/data", {"columns": {"x": [9.0], "y": [9.0]}}, True),
     "delete_column": ("DELETE", "/columns/y", None, True),
     "delete": ("DELETE", "", None, True),
 }

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 from bokeh_docs import figure_doc, source_id
-from browsing import cds_column, plot_frame, screenshot, wait_for
+from browsing import cds_column, drag_slider_to_the_left_end, plot_frame, screenshot, wait_for
 from conftest import new_username
 
 DOCS, DATA = "/api/v1/docs", "/api/v1/data"
@@ -183,14 +183,7 @@ def test_a_writers_slider_reaches_the_stored_document_and_other_viewers(
         wait_for(lambda: plot_frame(other).evaluate(
             f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 7)
         assert plot_frame(tab).evaluate(value_of) == 7
-        # and with the mouse, as a person would: drag the handle to the left end
-        handle = tab.frame_locator("iframe.plotline-frame").locator(".noUi-handle").first
-        handle = handle.bounding_box()
-        assert handle is not None
-        tab.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
-        tab.mouse.down()
-        tab.mouse.move(handle["x"] - 400, handle["y"] + handle["height"] / 2, steps=10)
-        tab.mouse.up()
+        drag_slider_to_the_left_end(tab)  # and with the mouse, as a person would
         wait_for(lambda: stored_value(c, h, doc_id, slider) == 0)
         wait_for(lambda: plot_frame(other).evaluate(
             f"Bokeh.documents[0].get_model_by_id({slider!r}).value") == 0)

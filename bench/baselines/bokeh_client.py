@@ -64,41 +64,61 @@ def _streamed_x(content: str) -> float:
     return math.nan
 
 
-async def watch(port: int, app_path: str, on_patch: Callable[[float], None],
-                stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None) -> None:
-    """Open one session of the app at ws://127.0.0.1:{port}{app_path}/ws and pull its
-    document; then call on_patch(x) once per PATCH-DOC message, x being the first row's x
-    value (push_row sets it to the producer's time.time(), so time.time() - x is the delivery
-    latency). on_ready() is called once the document is pulled (patches before that are not
-    counted). Returns when stop is set (closing the websocket cleanly); raises if the server
-    closes the connection first."""
-    session_id = generate_session_id()
+def _connect(port: int, app_path: str, session_id: str) -> Any:
     token = generate_jwt_token(session_id)
-    async with connect(f"ws://127.0.0.1:{port}{app_path}/ws",
-                       subprotocols=[Subprotocol("bokeh"), Subprotocol(token)],
-                       origin=Origin(f"http://127.0.0.1:{port}"), compression=None,
-                       ping_interval=None, max_size=None, max_queue=None,
-                       open_timeout=120) as ws:
+    return connect(f"ws://127.0.0.1:{port}{app_path}/ws",
+                   subprotocols=[Subprotocol("bokeh"), Subprotocol(token)],
+                   origin=Origin(f"http://127.0.0.1:{port}"), compression=None,
+                   ping_interval=None, max_size=None, max_queue=None, open_timeout=120)
+
+
+async def _pull(ws: ClientConnection) -> None:
+    """Take the ACK, ask for the document, and wait for it."""
+    header, content = await _recv_message(ws)
+    if header["msgtype"] != "ACK":
+        raise RuntimeError(f"expected ACK, got {header['msgtype']}: {content}")
+    msgid = secrets.token_hex(8)
+    for frame in ({"msgid": msgid, "msgtype": "PULL-DOC-REQ"}, {}, {}):
+        await ws.send(json.dumps(frame))
+    while True:
+        header, content = await _recv_message(ws)
+        if header["msgtype"] == "ERROR":
+            raise RuntimeError(f"server error: {content}")
+        if header["msgtype"] == "PULL-DOC-REPLY" and header.get("reqid") == msgid:
+            return
+
+
+async def send_patch(ws: ClientConnection, events: list[dict[str, Any]]) -> None:
+    """One PATCH-DOC message (as a browser sends a widget's change)."""
+    for frame in ({"msgid": secrets.token_hex(8), "msgtype": "PATCH-DOC"}, {},
+                  {"events": events}):
+        await ws.send(json.dumps(frame))
+
+
+async def watch(port: int, app_path: str, on_patch: Callable[[Any], None],
+                stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None,
+                session_id: str | None = None, raw: bool = False,
+                on_open: Callable[[ClientConnection], None] | None = None) -> None:
+    """Open one session of the app at ws://127.0.0.1:{port}{app_path}/ws (a new one, or
+    `session_id`'s, which a `push_session` made) and pull its document; then call
+    on_patch(x) once per PATCH-DOC message, x being the first row's x value (push_row sets
+    it to the producer's time.time(), so time.time() - x is the delivery latency), or with
+    `raw` the message's content JSON text. on_ready() is called once the document is pulled
+    (patches before that are not counted), on_open(ws) too (to send on this connection).
+    Returns when stop is set (closing the websocket cleanly); raises if the server closes
+    the connection first."""
+    async with _connect(port, app_path, session_id or generate_session_id()) as ws:
         closer = asyncio.create_task(_close_when(stop, ws))
         try:
-            header, content = await _recv_message(ws)
-            if header["msgtype"] != "ACK":
-                raise RuntimeError(f"expected ACK, got {header['msgtype']}: {content}")
-            msgid = secrets.token_hex(8)
-            for frame in ({"msgid": msgid, "msgtype": "PULL-DOC-REQ"}, {}, {}):
-                await ws.send(json.dumps(frame))
-            while True:
-                header, content = await _recv_message(ws)
-                if header["msgtype"] == "ERROR":
-                    raise RuntimeError(f"server error: {content}")
-                if header["msgtype"] == "PULL-DOC-REPLY" and header.get("reqid") == msgid:
-                    break
+            await _pull(ws)
             if on_ready is not None:
                 on_ready()
+            if on_open is not None:
+                on_open(ws)
             while True:
                 header, content = await _recv_message(ws)
                 if header["msgtype"] == "PATCH-DOC":
-                    on_patch(_streamed_x(content))
+                    on_patch(content if raw else _streamed_x(content))
         except ConnectionClosed:
             if not stop.is_set():
                 raise

@@ -42,6 +42,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--azure-connection-string", help="Azure Blob for --backend azure")
     p.add_argument("--dev", action="store_true",
                    help="development: memory backend, placeholder secrets allowed")
+    p.add_argument("--script", action="append", default=[], metavar="APP.py",
+                   help="run this Python script beside the server as an applet (repeatable):"
+                   " its own process, with PLOTLINE_URL set, restarted if it exits, stopped"
+                   " with the server; output in DIR/applets/<name>.log")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs and access log")
     p.set_defaults(func=serve.run)
 

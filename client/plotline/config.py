@@ -72,7 +72,10 @@ def _write(path: Path, parser: configparser.ConfigParser, mode: int) -> None:
 # --- general settings (`config`) ---------------------------------------------------------
 
 def default_url() -> str:
-    """The server the client verbs talk to when no --url is given."""
+    """The server the client verbs talk to when no --url is given: $PLOTLINE_URL (what an
+    applet gets from the server that runs it), else the config file's, else localhost."""
+    if os.environ.get("PLOTLINE_URL"):
+        return normalize_url(os.environ["PLOTLINE_URL"])
     return normalize_url(_read(config_path()).get("server", "url", fallback=DEFAULT_URL))
 
 

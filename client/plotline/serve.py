@@ -11,6 +11,8 @@ from typing import Any
 
 from services.common.names import SERVICES, nats_user
 
+from .applets import check_scripts, with_applets
+
 # service -> (settings class, app factory); imported lazily so `serve auth` loads only auth
 FACTORIES = {
     "auth": ("services.auth.config:AuthSettings", "services.auth.app:create_app"),
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     args.url_prefix = prefix
     if args.internal_port is None:
         args.internal_port = args.port + 1
+    scripts = check_scripts(args.script) if getattr(args, "script", None) else []
     _refuse_taken_port(args.ip, args.port)
     if args.internal_port:
         _refuse_taken_port(args.internal_ip, args.internal_port, "--internal-port")
@@ -117,11 +120,25 @@ def run(args: argparse.Namespace) -> int:
             _event_loop_run(_with_internal(apps, args, run_push(apps["push"], args.ip,
                                                                  args.port)))
             return 0
-        _event_loop_run(_with_internal(apps, args, _http_server(app, args)))
+        main = _http_server(app, args)
+        if scripts:
+            main = _with_applets(main, scripts, args)
+        _event_loop_run(_with_internal(apps, args, main))
         return 0 if app.started else 1
     finally:
         if child:
             child.stop()
+
+
+def _with_applets(main: Any, scripts: list[Path], args: argparse.Namespace) -> Any:
+    """The server with its applets beside it (applets.py), once it answers."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(args.ip, args.ip)
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    url = f"http://{host}:{args.port}{args.url_prefix}"
+    ready = (f"http://{args.internal_ip}:{args.internal_port}/readyz" if args.internal_port
+             else f"{url}/api/v1/openapi.json")
+    log_dir = Path(args.data_directory).expanduser().resolve() / "applets"
+    return with_applets(main, scripts, url, ready, log_dir)
 
 
 def _refuse_taken_port(ip: str, port: int, option: str = "--port") -> None:

@@ -15,7 +15,10 @@ keys do not expire). Every failure raises `PlotlineError`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import os
 from collections.abc import Callable, Iterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -27,7 +30,12 @@ import httpx
 from services.common.names import ARROW_STREAM, SERVICE_PREFIXES
 
 from . import bokehdocs, config, datafiles, sources
+from . import live as live_mod
+from .link import Link
+from .live import LiveDocument
 from .sources import DataSource
+
+log = logging.getLogger("plotline.client")
 
 AUTH, DOCS, DATA = (SERVICE_PREFIXES[s] for s in ("auth", "docs", "data"))
 
@@ -69,8 +77,9 @@ def _file_errors() -> Iterator[None]:
 
 
 class Session:
-    """A connection to the Plotline server at `root_url` (default: the `config` file's
-    `[server] url`, else http://127.0.0.1:5006), including any --url-prefix."""
+    """A connection to the Plotline server at `root_url` (default: $PLOTLINE_URL, else the
+    `config` file's `[server] url`, else http://127.0.0.1:5006), including any --url-prefix.
+    Credentials: `api_key` or `token`, else $PLOTLINE_API_KEY, else what is saved for it."""
 
     def __init__(self, root_url: str | None = None, api_key: str | None = None,
                  token: str | None = None, *, timeout: float = 30.0,
@@ -81,11 +90,16 @@ class Session:
                                 f"server URL must start with http:// or https://, "
                                 f"not {self.root_url!r}")
         saved = {} if (api_key or token) else config.load_credentials(self.root_url)
-        self.api_key: str | None = api_key or saved.get("api_key")
+        # (an applet's or a CI job's key comes in the environment)
+        self.api_key: str | None = api_key or (None if token else os.environ.get(
+            "PLOTLINE_API_KEY")) or saved.get("api_key")
         self.token: str | None = token or saved.get("token")
         self.username: str | None = saved.get("username")
         # bulk transfers (data sources, uploads) go in Arrow bodies of at most this much
         self.chunk_rows, self.chunk_bytes = chunk_rows, chunk_bytes
+        self._link: Link | None = None
+        self._current: tuple[str, Any] | None = None  # use_doc's (title, Document)
+        self.current: LiveDocument | None = None  # the document use_doc / publish() follow
         # a jar that keeps no cookies: the login cookie is for browsers, and a kept one would
         # still authenticate after logout(); we always send the bearer header instead
         no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
@@ -102,6 +116,9 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         self._http.close()
 
     # --- accounts ------------------------------------------------------------------------
@@ -171,14 +188,146 @@ class Session:
                     f"pl_{kid}_"):
                 config.save_credentials(self.root_url, api_key=None)
 
+    # --- live documents (plotline.live) ---------------------------------------------------
+
+    @property
+    def link(self) -> Link:
+        """The live connection (one websocket, one ordered lane of writes), opened on first
+        use by live documents and DataSource.on_append."""
+        if self._link is None:
+            self._link = Link(self)
+        return self._link
+
+    def live(self, obj: Any, title: str | None = None, *, public: bool = False
+             ) -> LiveDocument:
+        """Publish a Bokeh `Document` (or a model or layout, put into a new Document) and
+        keep it in sync both ways (plotline.live); or, given a document id, follow that
+        stored document in a Document loaded from it. Flat ColumnDataSources become bound
+        data sources (the rule: plotline.live)."""
+        from bokeh.document import Document
+        from bokeh.model import Model
+
+        if isinstance(obj, str):
+            doc, meta, bound = self._load(obj)
+            return LiveDocument(self, doc, meta, bound)
+        if isinstance(obj, Model):
+            if obj.document is None:
+                holder = Document()
+                holder.add_root(obj)
+            obj = obj.document
+        if not isinstance(obj, Document):
+            raise TypeError(f"cannot go live with a {type(obj).__name__}: give a bokeh "
+                            "Document, model or layout, or a document id")
+        if not obj.roots:
+            raise PlotlineError(None, "invalid_file", "the document has no roots: nothing "
+                                "to publish")
+        bound: dict[str, DataSource] = {}
+        live_mod.bind(self, list(obj.models), bound)
+        doc_json = obj.to_json(deferred=False)
+        live_mod.strip_bound(doc_json, set(bound))
+        body = {"title": title or bokehdocs.title_of(doc_json) or bokehdocs.untitled(),
+                "doc": doc_json}
+        meta = self._json("POST", f"{DOCS}/", json=body)
+        if public:
+            meta = self._json("POST", f"{DOCS}/{meta['id']}/publish")
+        return LiveDocument(self, obj, meta, bound)
+
+    def load(self, doc_id: str) -> Any:
+        """A stored document as a new Bokeh Document, its bound sources filled from the data
+        service (not live: see `live(doc_id)`)."""
+        return self._load(doc_id)[0]
+
+    def _load(self, doc_id: str) -> tuple[Any, dict, dict[str, DataSource]]:
+        from bokeh.document import Document
+
+        stored = self.document(doc_id)
+        doc = Document.from_json(stored["doc"])
+        bound: dict[str, DataSource] = {}
+        live_mod.bind(self, [m for m in doc.models if m.tags], bound)
+        for model_id, src in bound.items():
+            model = doc.get_model_by_id(model_id)
+            try:
+                src.describe()
+                model.data = src.to_arrow().to_pydict()  # type: ignore[union-attr]
+            except PlotlineError as exc:  # a source gone or not readable: no rows
+                log.warning("source %s of document %s: %s", src.id, doc_id, exc)
+        return doc, {k: v for k, v in stored.items() if k != "doc"}, bound
+
+    def use_doc(self, name: str) -> Any:
+        """The seed's flow: my document titled `name` (followed live), or a new empty one
+        stored at `publish()`. Either becomes Bokeh's `curdoc()`, so plots added to it with
+        `curdoc().add_root(...)` are what publish() shows. Returns the Bokeh Document."""
+        from bokeh.document import Document
+        from bokeh.io.doc import set_curdoc
+
+        me = self.username or self.whoami()["username"]
+        mine = [d for d in self.documents() if d["title"] == name and d["owner"] == me]
+        if mine:
+            self.current = self.live(mine[0]["id"])
+            doc = self.current.doc
+        else:
+            self.current = None
+            doc = Document(title=name)
+        self._current = (name, doc)
+        set_curdoc(doc)
+        return doc
+
+    def pull(self) -> Any:
+        """Bring the current document (use_doc's) to what is stored now; returns it."""
+        if self.current is None:
+            raise PlotlineError(None, "no_document", "use_doc(name) and publish() first")
+        self.current._resync()
+        return self.current.doc
+
+    def process_events(self, timeout: float | None = 0) -> int:
+        """Run the callbacks of what viewers changed and what was appended (this thread);
+        wait up to `timeout` s for something to arrive. Raises what failed."""
+        return self.link.process(timeout)
+
+    def loop_until_closed(self, until: Callable[[], bool] | None = None) -> None:
+        """Run callbacks as changes arrive, until `until()` is true, the session is closed,
+        or Ctrl-C. A failure (a change the server refused, the connection refused) raises."""
+        link = self.link
+        try:
+            while not (until and until()) and link.status != "closed":
+                link.process(timeout=0.5)
+        except KeyboardInterrupt:
+            log.info("interrupted: flushing what was sent, then closing")
+            self.close()
+
+    async def run(self, until: Callable[[], bool] | None = None) -> None:
+        """loop_until_closed for asyncio code: callbacks run on this event loop."""
+        loop = asyncio.get_running_loop()
+        arrived = asyncio.Event()
+        link = self.link
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(arrived.set)
+
+        link.add_waker(wake)
+        try:
+            while not (until and until()) and link.status != "closed":
+                arrived.clear()
+                link.process(0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), 0.5)
+        finally:
+            link.remove_waker(wake)
+
     # --- documents -----------------------------------------------------------------------
 
-    def publish(self, obj: Any, title: str | None = None, *, public: bool = False) -> dict:
+    def publish(self, obj: Any = None, title: str | None = None, *,
+                public: bool = False) -> Any:
         """Store a Bokeh `Document`, model or layout (put into a fresh Document), or a
         document's JSON, as a new document of mine; with `public`, readable by anyone.
         The title is `title`, else the document's own (unless Bokeh's default), else
         "Untitled <time>"; it must be unique among mine (409 `title_taken`). Returns the
-        server's `{id, title, owner, version, published, ...}` plus `url`, the viewer page."""
+        server's `{id, title, owner, version, published, ...}` plus `url`, the viewer page.
+
+        With no `obj` (the seed's flow, after `use_doc(name)`): the current document is
+        stored if new, followed live from then on, and made public; returns its public URL."""
+        if obj is None:
+            return self._publish_current()
         with _file_errors():
             doc = bokehdocs.to_json(obj)
         body = {"title": title or bokehdocs.title_of(doc) or bokehdocs.untitled(), "doc": doc}
@@ -186,6 +335,17 @@ class Session:
         if public:
             meta = self._json("POST", f"{DOCS}/{meta['id']}/publish")
         return {**meta, "url": self.viewer_url(meta["id"])}
+
+    def _publish_current(self) -> str:
+        if self._current is None:
+            raise PlotlineError(None, "no_document", "call use_doc(name) first, or give "
+                                "publish() the figure or document to publish")
+        name, doc = self._current
+        if self.current is None:
+            self.current = self.live(doc, name, public=True)
+        else:
+            self.set_public(self.current.id, True)
+        return self.current.url
 
     def update(self, doc_id: str, obj: Any, title: str | None = None) -> dict:
         """Replace a document's content (and title, if given) with `obj` (as `publish`

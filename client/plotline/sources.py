@@ -35,8 +35,8 @@ Progress = Callable[[int, int], object]
 def as_table(data: Any) -> Any:
     """A pyarrow Table from what people hold columns in: a dict of columns (lists or numpy
     arrays), a pandas or polars DataFrame, a pyarrow Table or RecordBatch, or a Bokeh
-    ColumnDataSource (its `data`). TypeError for anything else, ValueError for columns of
-    different lengths."""
+    ColumnDataSource (its `data`). A column with no values yet (or only None) is float64.
+    TypeError for anything else, ValueError for columns of different lengths."""
     import pyarrow as pa
 
     if isinstance(data, pa.Table):
@@ -71,7 +71,9 @@ def _column(values: Any) -> Any:
         if values.dtype.kind == "f":
             return pa.array(values.to_numpy(), from_pandas=False)
         return pa.Array.from_pandas(values)
-    return pa.array(values if not isinstance(values, tuple) else list(values))
+    array = pa.array(values if not isinstance(values, tuple) else list(values))
+    # a column with no values (or only None) has no type to tell: float64, Bokeh's default
+    return array.cast(pa.float64()) if pa.types.is_null(array.type) else array
 
 
 def chunks(table: Any, chunk_rows: int, chunk_bytes: int) -> Iterator[tuple[Any, int]]:
@@ -113,6 +115,7 @@ class DataSource:
         self.session = session
         self.id: str = meta["id"]
         self.meta = meta
+        self._callbacks: list[Callable[[dict | None, dict], Any]] = []
 
     def __repr__(self) -> str:
         return (f"DataSource({self.id!r}, name={self.meta.get('name')!r}, "
@@ -258,6 +261,32 @@ class DataSource:
     def _changed(self, answer: dict[str, Any]) -> int:
         self.meta = {**self.meta, "version": answer["version"], "rows": answer["rows"]}
         return answer["version"]
+
+    # --- live ----------------------------------------------------------------------------
+
+    def on_append(self, callback: Callable[[dict | None, dict], Any]) -> None:
+        """Call `callback(columns, event)` for every append to this source from now on
+        (this process's own included), in the thread that runs the Session's loop
+        (`loop_until_closed`, `process_events`, `run`). `columns` is the appended rows,
+        or None when they were too large to travel in the event (read them with to_arrow)
+        or some were missed (history gone: the source's rows are what to_arrow reads)."""
+        first = not self._callbacks
+        self._callbacks.append(callback)
+        if not first:
+            return
+
+        def event(msg: dict) -> None:
+            if msg.get("type") != "appended":
+                return
+            data = msg.get("data") or {}
+            for cb in list(self._callbacks):
+                cb(None if data.get("refetch") else data.get("columns"), msg)
+
+        def resync() -> None:
+            for cb in list(self._callbacks):
+                cb(None, {"op": "resync", "channel": f"data:{self.id}"})
+
+        self.session.link.watch(f"data:{self.id}", event, resync)
 
     # --- documents -----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from services.common.errors import Unauthorized, Unprocessable
 from services.common.front import Front, header, read_body, send_json
 from services.common.names import SERVICE_PREFIXES
 
-from .routes import append_input
+from .routes import append_input, idempotency_key
 
 PREFIX, SUFFIX = SERVICE_PREFIXES["data"] + "/sources/", "/append"
 
@@ -36,11 +36,12 @@ class FastAppend(Front):
         principal = await self.state.authenticator.resolve(HTTPConnection(scope), "POST")
         if principal is None:  # as the route's CurrentUser: who, before what
             raise Unauthorized()
+        key = idempotency_key(header(scope, b"idempotency-key"))
         body = await read_body(scope, receive, self.state.max_body_bytes)
         batch, rollover = append_input(body, header(scope, b"content-type"),
                                        _rollover(scope), self.state.max_body_bytes)
         return await send_json(send, 200, await self.state.data.append(
-            source_id, principal, batch, rollover))
+            source_id, principal, batch, rollover, key))
 
 
 def _rollover(scope: Scope) -> int | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.deps import CurrentUser, DocReader, MaybeUser
@@ -41,6 +42,11 @@ class CreateIn(BaseModel):
     columns: dict[str, Any] = Field(default_factory=dict)
     dtypes: dict[str, str] | None = None
     rollover: Rollover = None
+
+
+class ReplaceIn(BaseModel):
+    columns: dict[str, Any]
+    dtypes: dict[str, str] | None = None
 
 
 class AppendIn(BaseModel):
@@ -196,6 +202,36 @@ async def read_rows(source_id: str, request: Request, user: DocReader, data: Dat
                     media_type="application/json", headers=headers)
 
 
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The `Idempotency-Key` header of an append: 1-64 letters, digits, '_' or '-'."""
+    if not value:
+        return None
+    if not KEY_RE.fullmatch(value):
+        raise Unprocessable("Idempotency-Key is 1-64 letters, digits, '_' or '-'")
+    return value
+
+
+@router.put("/sources/{source_id}/data", response_model=VersionOut, responses=WITH_BODY,
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": ReplaceIn.model_json_schema()},
+                ARROW: BINARY}}})
+async def replace_rows(source_id: str, request: Request, user: CurrentUser,
+                       data: Data) -> dict[str, int]:
+    """Replace every row and column (JSON columns or Arrow), as `source.data = {...}` does
+    in Bokeh; the source keeps its id, name and rollover. Viewers refetch it."""
+    if is_arrow(request.headers.get("content-type", "")):
+        table = cols.table_from_arrow(await request.body(),
+                                      max_bytes=data.settings.max_body_bytes)
+    else:
+        body = await json_body(request, ReplaceIn)
+        table = cols.table_from_json(body.columns, body.dtypes,
+                                     max_bytes=data.settings.max_body_bytes)
+    return version(await data.replace(source_id, user, table))
+
+
 def append_input(body: bytes, content_type: str, rollover: int | None, max_bytes: int
                  ) -> tuple[Any, int | None]:
     """An append's rows (an Arrow table, or the JSON columns) and its rollover (`?rollover=`,
@@ -220,12 +256,17 @@ def append_input(body: bytes, content_type: str, rollover: int | None, max_bytes
                  "application/json": {"schema": AppendIn.model_json_schema()},
                  ARROW: BINARY}}})
 async def append(source_id: str, request: Request, user: CurrentUser, data: Data,
-                 rollover: int | None = None) -> dict[str, int]:
-    """Stream rows in (JSON columns or Arrow); acknowledged once durable."""
+                 rollover: int | None = None,
+                 idempotency: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+                 ) -> dict[str, int]:
+    """Stream rows in (JSON columns or Arrow); acknowledged once durable. With an
+    `Idempotency-Key` header, sending the same append again (after a lost answer) appends
+    nothing and answers as the first time (the source remembers its last 64 keys)."""
+    key = idempotency_key(idempotency)
     batch, rollover = append_input(await request.body(),
                                    request.headers.get("content-type", ""), rollover,
                                    data.settings.max_body_bytes)
-    return await data.append(source_id, user, batch, rollover)
+    return await data.append(source_id, user, batch, rollover, key)
 
 
 @router.post("/sources/{source_id}/patch", response_model=VersionOut, responses=WITH_BODY)

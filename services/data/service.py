@@ -30,6 +30,9 @@ from .config import DataSettings
 from .events import Grants
 from .repository import DataRepository, Manifest
 
+# Idempotency keys of the latest appends a source remembers (in its manifest).
+KEPT_KEYS = 64
+
 # (how far appends are grouped: the count is commits, the sum appends)
 GROUPED = Histogram("plotline_data_appends_per_commit", "Appends written by one commit",
                     buckets=(1, 2, 4, 8, 16, 32, 64))
@@ -55,6 +58,7 @@ class _Pending:
     principal: Principal | None
     batch: pa.Table | dict[str, Any]
     rollover: int | None
+    key: str | None
     done: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -193,17 +197,21 @@ class DataService:
         return [chunk], dropped
 
     async def append(self, source_id: str, principal: Principal | None,
-                     batch: pa.Table | dict[str, Any], rollover: int | None
-                     ) -> dict[str, int]:
+                     batch: pa.Table | dict[str, Any], rollover: int | None,
+                     key: str | None = None) -> dict[str, int]:
         """Add rows (`batch`: an Arrow table, or JSON columns read with the source's own
         dtypes); returns this append's {"version", "rows"}.
+
+        `key` (the Idempotency-Key header) makes a retry safe: an append whose key is among
+        the source's last KEPT_KEYS answers what it answered then and appends nothing (a
+        client that lost the answer to a timeout or a restart sends it again).
 
         Group commit: appends that reach a source while one of them waits for or holds its
         lock are written together (one load, one chunk, one manifest commit), each still
         with its own version, answer and event, in the order they arrived. When the process
         is idle a group is one append; when it falls behind, groups grow and each append
         costs less, so a burst drains instead of queueing (bench/viewer.py)."""
-        item = _Pending(principal, batch, rollover)
+        item = _Pending(principal, batch, rollover, key)
         queue = self._queued.get(source_id)
         if queue is not None:  # a writer of this source is waiting or writing: it takes ours
             queue.append(item)
@@ -233,19 +241,25 @@ class DataService:
         for attempt in range(self.settings.max_write_retries):
             found = await self.repo.get(source_id, ours=attempt == 0)
             table = await self.repo.load(found[0]) if found else None
-            live, batches = [], []
+            live, batches, repeats = [], [], []
+            keys = dict((k, (v, r)) for k, v, r in found[0].get("keys", [])) if found else {}
             for item in group:
                 if item.done.done():  # refused in an earlier attempt
                     continue
                 try:
                     await self._authorize(source_id, found, item.principal, write=True)
                     assert table is not None
+                    if item.key is not None and (item.key in keys or any(
+                            item.key == other.key for other in live)):
+                        repeats.append(item)  # a retry: it gets the first one's answer
+                        continue
                     batches.append(self._conform(table, item.batch))
                 except Exception as exc:  # this append's own fault: the others go on
                     item.done.set_exception(exc)
                     continue
                 live.append(item)
             if not live:
+                self._answer_repeats(repeats, keys)
                 return
             assert found is not None and table is not None
             if len(live) > 1 and len({b.schema for b in batches}) > 1:
@@ -277,6 +291,12 @@ class DataService:
             m["version"] += len(live)
             m["rows"] = new.num_rows
             m["updated"] = time.time()
+            kept = [(it.key, first + k, n) for k, (it, n) in enumerate(zip(live, rows,
+                                                                            strict=True))
+                    if it.key is not None]
+            if kept:  # (a source whose appends carry no key keeps no list at all)
+                m["keys"] = ([list(e) for e in m.get("keys", [])] +
+                             [list(e) for e in kept])[-KEPT_KEYS:]
             try:
                 new_kv = await self.repo.commit(m, kv_version, written, dropped)
             except VersionConflict:
@@ -292,11 +312,18 @@ class DataService:
                                       actor=item.principal.username if item.principal
                                       else None, seq=first + k)
                 item.done.set_result({"version": first + k, "rows": n})
+            self._answer_repeats(repeats, {**keys, **{e[0]: (e[1], e[2]) for e in kept}})
             return
         busy = Conflict("too many concurrent writers; try again", code="busy")
         for item in group:
             if not item.done.done():
                 item.done.set_exception(busy)
+
+    @staticmethod
+    def _answer_repeats(repeats: list[_Pending], keys: dict[str, tuple[int, int]]) -> None:
+        for item in repeats:
+            version, rows = keys[item.key]  # type: ignore[index]
+            item.done.set_result({"version": version, "rows": rows})
 
     def _conform(self, table: pa.Table, batch: pa.Table | dict) -> pa.Table:
         return (cols.conform(table.schema, batch) if isinstance(batch, pa.Table)
@@ -314,6 +341,19 @@ class DataService:
             if surely_small or len(json.dumps(encoded)) <= limit:
                 return {"columns": encoded, "rollover": rollover}
         return {"columns": None, "refetch": True, "rollover": rollover}
+
+    async def replace(self, source_id: str, principal: Principal | None,
+                      table: pa.Table) -> Manifest:
+        """Every row and column anew (the source's rollover still applies)."""
+        async def change(m: Manifest, _: pa.Table):  # type: ignore[no-untyped-def]
+            new = table if m["rollover"] is None else cols.stream(
+                table.schema.empty_table(), table, m["rollover"])
+            m["schema"] = [{"name": f.name, "dtype": cols.dtype_name(f.type)}
+                           for f in new.schema]
+            written, dropped = await self._rewrite(m, new)
+            return {"columns": new.column_names}, new, written, dropped
+
+        return await self._write(source_id, principal, DataVerb.COLUMNS_CHANGED, change)
 
     async def patch(self, source_id: str, principal: Principal | None,
                     patches: Any) -> Manifest:

@@ -493,12 +493,15 @@
     function sendChanges(events) {
       // The frame runs the document's code: send only a writer's changes of inputs.
       if (!canWrite || !Array.isArray(events) || !events.length) { return; }
-      var ok = events.every(function (e) {
+      // only the inputs go on; the rest stays on this page (the ranges a plot fits to new
+      // data come in the same batch as a slider's last value, which must not be lost)
+      events = events.filter(function (e) {
         return e && e.kind === "ModelChanged" && typeof e.attr === "string" &&
           INPUT.hasOwnProperty(e.attr) && e.model && typeof e.model.id === "string";
       });
-      if (!ok || JSON.stringify(events).length > MAX_CHANGES) {
-        return console.warn("plotline: the frame sent changes that are not inputs: dropped");
+      if (!events.length) { return; }
+      if (JSON.stringify(events).length > MAX_CHANGES) {
+        return console.warn("plotline: the frame sent more changes than a page may: dropped");
       }
       var now = Date.now();
       events.forEach(function (e) { touched[e.model.id + "." + e.attr] = now; });
