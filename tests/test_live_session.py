@@ -256,3 +256,65 @@ def test_on_append_sees_every_append_in_order_and_unflat_sources_stay_in_the_doc
         stored = _models_of(s.document(live.id)["doc"])[lines.id]["attributes"]["data"]
         assert dict(stored["entries"])["xs"] == [[0, 1], [2, 3]]
         live.close()
+
+
+def test_the_asyncio_interface_runs_callbacks_on_the_callers_loop(server):
+    """`await session.run(until=...)`: a viewer's change fires the callback in the event
+    loop's own thread, and run() returns when asked. (The loop runs in a thread of its own:
+    this module's browser holds the main thread's.)"""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async def body() -> list[tuple[int, int]]:
+        with Session(server.url) as s:
+            slider = Slider(start=0, end=10, value=0, step=1)
+            seen: list[tuple[int, int]] = []
+            slider.on_change("value", lambda attr, old, new: seen.append(
+                (new, threading.get_ident())))
+            live = await asyncio.to_thread(s.live, slider, f"asyncio {time.time_ns()}")
+            runner = asyncio.create_task(s.run(until=lambda: len(seen) >= 3))
+            async with connect(server.url.replace("http", "ws", 1) + "/ws") as ws:
+                for v in (4, 5, 6):
+                    await ws.send(json.dumps({"op": "patch", "doc": live.id, "events": [
+                        {"kind": "ModelChanged", "model": {"id": slider.id},
+                         "attr": "value", "new": v}]}))
+                    assert json.loads(await ws.recv())["op"] == "patched"
+            await asyncio.wait_for(runner, 15)
+            await asyncio.to_thread(live.close)
+            return seen
+
+    result: dict = {}
+
+    def run() -> None:
+        result["loop thread"] = threading.get_ident()
+        result["seen"] = asyncio.run(body())
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(60)
+    assert [v for v, _ in result["seen"]] == [4, 5, 6]
+    assert {t for _, t in result["seen"]} == {result["loop thread"]}
+
+
+def test_pull_brings_the_document_to_what_is_stored(server):
+    """Changes stored by someone else reach the Document through pull() as well as through
+    the loop: every attribute takes its stored value, callbacks fire for what changed, and
+    the models stay the objects the script holds."""
+    with Session(server.url) as s, Session(server.url) as other:
+        doc = s.use_doc(f"pulled {time.time_ns()}")
+        slider = Slider(start=0, end=10, value=1, step=1, title="before")
+        doc.add_root(slider)
+        s.publish()
+        changed: list = []
+        slider.on_change("title", lambda attr, old, new: changed.append(new))
+        r = httpx.patch(f"{server.url}/api/v1/docs/{s.current.id}", json={"events": [
+            {"kind": "ModelChanged", "model": {"id": slider.id}, "attr": "title",
+             "new": "after"}, {"kind": "ModelChanged", "model": {"id": slider.id},
+                               "attr": "value", "new": 9}]})
+        assert r.status_code == 200, r.text
+        assert other.document(s.current.id)["version"] == r.json()["version"]
+        pulled = s.pull()  # (without running the loop)
+        assert pulled is doc and doc.roots[0] is slider
+        assert (slider.title, slider.value) == ("after", 9)
+        assert changed == ["after"]

@@ -390,6 +390,7 @@ class Link:
 
     async def _patch(self, op: Op) -> Any:
         """A document patch over the websocket; push answers `patched` or an error."""
+        deadline = time.monotonic() + RETRY_SECONDS
         while True:
             await self._socket_up.wait()
             loop = asyncio.get_running_loop()
@@ -408,8 +409,8 @@ class Link:
                 return answer
             if answer is not None:  # refused: the patch is not stored
                 code = str(answer.get("code"))
-                if code in ("unavailable", "timeout"):
-                    await asyncio.sleep(0.5)
+                if code in ("unavailable", "timeout") and time.monotonic() < deadline:
+                    await asyncio.sleep(0.5)  # (docs away for a moment: ask again)
                     continue
                 raise self._error(code, f"the document refused a change: "
                                   f"{answer.get('detail')}")

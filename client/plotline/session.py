@@ -116,9 +116,16 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        """Close the connections; live changes not yet stored are given 30 s first (a
+        failure is logged: call flush() on the live document to have it raised)."""
         if self._link is not None:
-            self._link.close()
-            self._link = None
+            try:
+                self._link.flush(30)
+            except PlotlineError as exc:
+                log.error("closing %s: changes not stored: %s", self.root_url, exc)
+            finally:
+                self._link.close()
+                self._link = None
         self._http.close()
 
     # --- accounts ------------------------------------------------------------------------
