@@ -160,6 +160,16 @@ def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
+def is_applet(obj: dict[str, Any]) -> bool:
+    component = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", "")
+    return component.startswith("applet-")
+
+
+def service_deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The Deployments of the four services (not the applets')."""
+    return {n: d for n, d in by_kind(objects, "Deployment").items() if not is_applet(d)}
+
+
 def route(ingresses: list[dict[str, Any]], host: str | None,
           path: str) -> tuple[str, Any, Any]:
     """The backend an Ingress controller picks for host+path: Exact first, then the
@@ -189,7 +199,7 @@ def check_routes(objects: list[dict[str, Any]], values: dict[str, Any], label: s
     prefix = values.get("urlPrefix", "").rstrip("/")
     ingresses = [o for o in objects if o["kind"] == "Ingress"]
     services = by_kind(objects, "Service")
-    deployments = by_kind(objects, "Deployment")
+    deployments = service_deployments(objects)
     hosts = values.get("ingress", {}).get("hosts") or [None]
     # every path of names.py, a path below it, and docs' pages (the catch-all)
     probes = [(svc, prefix + p) for svc, p in SERVICE_PREFIXES.items()]
@@ -229,7 +239,7 @@ def check_routes(objects: list[dict[str, Any]], values: dict[str, Any], label: s
 
 def check_deployments(objects: list[dict[str, Any]], values: dict[str, Any], label: str) -> None:
     prefix = values.get("urlPrefix", "").rstrip("/")
-    deployments = list(by_kind(objects, "Deployment").values())
+    deployments = list(service_deployments(objects).values())
     names = sorted(d["spec"]["template"]["spec"]["containers"][0]["args"][1]
                    for d in deployments)
     if names != sorted(SERVICE_PREFIXES):
@@ -292,7 +302,7 @@ def check_stack(objects: list[dict[str, Any]], label: str) -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     from stack import service_env
 
-    for d in by_kind(objects, "Deployment").values():
+    for d in service_deployments(objects).values():
         c = d["spec"]["template"]["spec"]["containers"][0]
         service, chart = c["args"][1], {var["name"] for var in c["env"]}
         stack = set(service_env(service, nats_url="n", nats_password="x", redis_url="r",
@@ -309,7 +319,7 @@ def check_stack(objects: list[dict[str, Any]], label: str) -> None:
 
 def check_hpa(objects: list[dict[str, Any]], values: dict[str, Any], label: str) -> None:
     hpas = by_kind(objects, "HorizontalPodAutoscaler")
-    deployments = by_kind(objects, "Deployment")
+    deployments = service_deployments(objects)
     push = values.get("services", {}).get("push", {}).get("autoscaling", {})
     scaled = {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()}
     for name in scaled:
@@ -338,6 +348,39 @@ def refused(extra: list[str], expect: str, what: str) -> None:
     say("ok", f"refused: {what}")
 
 
+def check_applets(objects: list[dict[str, Any]], values: dict[str, Any], label: str) -> None:
+    """One Deployment per applet of the values: one replica, `python /applet/<name>.py` from
+    its ConfigMap, PLOTLINE_URL set, the API key from its Secret, the chart's security."""
+    wanted = values.get("applets") or {}
+    found = {d["metadata"]["labels"]["app.kubernetes.io/component"][len("applet-"):]: d
+             for d in by_kind(objects, "Deployment").values() if is_applet(d)}
+    if set(found) != set(wanted):
+        raise Failed(f"applet Deployments {sorted(found)}, expected {sorted(wanted)}")
+    maps = by_kind(objects, "ConfigMap")
+    for name, d in found.items():
+        spec = d["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        env = {v["name"]: v for v in c["env"]}
+        volume = next(v for v in spec["volumes"] if v["name"] == "script")["configMap"]
+        given = wanted[name]
+        if d["spec"]["replicas"] != 1 or c["command"] != ["python", f"/applet/{name}.py"]:
+            raise Failed(f"applet {name}: expected 1 replica running python /applet/{name}.py")
+        if not env.get("PLOTLINE_URL", {}).get("value"):
+            raise Failed(f"applet {name}: no PLOTLINE_URL")
+        if "apiKeySecret" in given and env.get("PLOTLINE_API_KEY", {}).get(
+                "valueFrom", {}).get("secretKeyRef") != given["apiKeySecret"]:
+            raise Failed(f"applet {name}: PLOTLINE_API_KEY is not its Secret's key")
+        if "script" in given and f"{name}.py" not in maps.get(volume["name"], {}).get(
+                "data", {}):
+            raise Failed(f"applet {name}: its script is not in the ConfigMap it mounts")
+        if "configMap" in given and volume["name"] != given["configMap"]["name"]:
+            raise Failed(f"applet {name}: mounts {volume['name']}, not its ConfigMap")
+        if spec["securityContext"] != values.get("podSecurityContext", spec["securityContext"]):
+            raise Failed(f"applet {name}: not the chart's pod security context")
+    say("ok", f"applets, {label}: {len(found)} Deployment(s), one replica each, "
+        "script, URL and key as given" if found else f"applets, {label}: none")
+
+
 def main() -> int:
     print(f"Helm chart {CHART.relative_to(ROOT)} (offline: no cluster runs here)")
     try:
@@ -356,6 +399,7 @@ def main() -> int:
             check_routes(objects, values, label)
             check_deployments(objects, values, label)
             check_hpa(objects, values, label)
+            check_applets(objects, {**defaults, **values}, label)
             if files:  # the options render has Redis and Azure, as the stack does
                 check_stack(objects, label)
         refused(["--set", "urlPrefix=plots"], "urlPrefix", "urlPrefix without a leading /")
@@ -365,6 +409,10 @@ def main() -> int:
         refused(["--set", "services.push.port=80"], "port", "a privileged port (non-root)")
         refused(["--set", "internalPort=8002"], "internalPort",
                 "an internal port equal to a service's public port")
+        refused(["--set", "applets.x.script=print()"], "url",
+                "an applet with no URL to talk to (no publicUrl, no ingress host)")
+        refused(["--set", "applets.Bad_Name.script=print()", "--set", "publicUrl=http://p"],
+                "Bad_Name", "an applet name Kubernetes cannot take")
     except Failed as exc:
         print(f"FAILED: {exc}")
         return 1
