@@ -2,6 +2,7 @@
 holds an open page's websocket is SIGKILLed while rows are appended over REST; nginx sends
 the page's next socket to the other replica, which replays what the page missed (`since`,
 from JetStream), and the page ends equal to a fresh load, with no gap and no duplicate.
+The same for a Python live session (issue 12): its callbacks see each viewer change once.
 
 The stack is this module's own (`make stack`'s `start_stack`, nginx on a free port): its
 replicas are killed here, and the other modules' stacks must not lose theirs. A killed
@@ -10,6 +11,7 @@ replica is started again, on its port and with its environment, before the next 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -268,3 +270,70 @@ def test_a_replica_restarted_then_the_other_killed_the_page_follows_it_back(
           f"{refused_connects(stack, second)}x")
     screenshot(tab, "viewer_stack_replica_rolled")
     assert all("WebSocket" in e or "Failed to load resource" in e for e in errors), errors
+
+
+def test_a_python_live_session_survives_the_kill_of_its_push_replica(replicas):
+    """A Python live session (Session.live) through nginx; the push replica holding its
+    socket is SIGKILLed, then started again, while a viewer (on the other replica) moves a
+    slider and the script streams and retitles. The script goes on: every viewer change
+    fires the callback once, in order (the reconnect's `since`), and every change of the
+    script's is stored once."""
+    import threading
+
+    from bokeh.layouts import column
+    from bokeh.models import ColumnDataSource, Slider
+    from bokeh.plotting import figure
+    from plotline import Session
+
+    stack = replicas
+    name = new_username()
+    with Session(stack.url) as s:
+        s.register(name, PASSWORD)
+        s.login(name, PASSWORD, save=False)
+        cds = ColumnDataSource({"i": [0]})
+        p = figure(title="start")
+        p.scatter("i", "i", source=cds)
+        slider = Slider(start=0, end=100, value=0, step=1)
+        values: list[int] = []
+        slider.on_change("value", lambda attr, old, new: values.append(new))
+        live = s.live(column(slider, p), f"stack live {name}")
+        holder = holder_of_the_socket(stack)  # (the session's is the only socket so far)
+        stop = threading.Event()
+        loop = threading.Thread(target=s.loop_until_closed, args=(stop.is_set,), daemon=True)
+        loop.start()
+        with ws_connect(ws_url(stack), open_timeout=10,
+                        additional_headers={"Authorization": f"Bearer {s.token}"}) as viewer:
+
+            def move(to: range) -> None:
+                for v in to:
+                    viewer.send(json.dumps({"op": "patch", "doc": live.id, "events": [
+                        {"kind": "ModelChanged", "model": {"id": slider.id},
+                         "attr": "value", "new": v}]}))
+                    assert json.loads(viewer.recv())["op"] == "patched"
+                    time.sleep(0.05)
+
+            try:
+                wait_for(lambda: all(connections(r) == 1 for r in stack.push))  # one each
+                move(range(1, 6))
+                for i in range(1, 21):
+                    cds.stream({"i": [i]})
+                wait_for(lambda: len(values) == 5)
+                sigkill(holder)
+                move(range(6, 11))  # while the session's socket is gone
+                for i in range(21, 41):
+                    cds.stream({"i": [i]})
+                p.title.text = "after the kill"
+                restart(stack, holder)
+                move(range(11, 16))
+                live.flush(60)
+                wait_for(lambda: len(values) >= 15, timeout=30)
+                time.sleep(0.5)  # (anything doubled would have come by now)
+            finally:
+                stop.set()
+                loop.join(10)
+        assert values == list(range(1, 16))
+        rows = s.data_source(id=live.source(cds).id).to_arrow().to_pydict()["i"]
+        assert rows == list(range(41))
+        stored = json.dumps(s.document(live.id)["doc"])
+        assert "after the kill" in stored
+        live.close()
