@@ -337,3 +337,44 @@ def test_a_python_live_session_survives_the_kill_of_its_push_replica(replicas):
         stored = json.dumps(s.document(live.id)["doc"])
         assert "after the kill" in stored
         live.close()
+
+
+def test_a_change_whose_answer_died_with_its_replica_is_stored_once(replicas):
+    """The hardest moment for "never twice": the Python session has sent a document patch
+    (a stream into a source that stays in the document) and its push replica dies before
+    answering, while docs (SIGSTOPped meanwhile) applies it only after. The reconnect's
+    replay shows the change under the old socket's origin: it is not sent again."""
+    import os
+    import signal
+
+    from bokeh.models import ColumnDataSource
+    from bokeh.plotting import figure
+    from plotline import Session
+
+    stack = replicas
+    name = new_username()
+    with Session(stack.url) as s:
+        s.register(name, PASSWORD)
+        s.login(name, PASSWORD, save=False)
+        lines = ColumnDataSource({"xs": [[0, 1]], "ys": [[1, 0]]})  # nested: in the document
+        p = figure()
+        p.multi_line("xs", "ys", source=lines)
+        live = s.live(p, f"in doubt {name}")
+        assert live.source(lines) is None
+        holder = holder_of_the_socket(stack)
+        docs = [d for d in stack.servers if d.name.startswith("docs")]
+        for d in docs:
+            os.kill(d.process.pid, signal.SIGSTOP)
+        try:
+            lines.stream({"xs": [[2, 3]], "ys": [[0, 1]]})
+            time.sleep(0.5)  # (sent; push waits for docs' answer)
+            sigkill(holder)
+        finally:
+            for d in docs:
+                os.kill(d.process.pid, signal.SIGCONT)
+        live.flush(60)
+        restart(stack, holder)
+        assert s.link.in_doubt == {"applied": 1, "resent": 0}
+        stored = json.dumps(s.document(live.id)["doc"])
+        assert stored.count("[2, 3]") == 1 and "[0, 1]" in stored
+        live.close()

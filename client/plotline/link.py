@@ -93,6 +93,9 @@ class Link:
         self._settled_cond = threading.Condition(self._lock)
         self._outbox: collections.deque[Op] = collections.deque()
         self._closing = False
+        # patches whose answer was lost with the socket: found applied by the replay, or sent
+        # again (the logs say so too)
+        self.in_doubt = {"applied": 0, "resent": 0}
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="plotline-live", daemon=True)
@@ -423,6 +426,10 @@ class Link:
                 verdict = "not applied"
             finally:
                 self._in_doubt = None
+            self.in_doubt["applied" if verdict == "applied" else "resent"] += 1
+            log.info("plotline live: a change whose answer was lost with the socket was %s",
+                     "applied (the replay shows it)" if verdict == "applied"
+                     else "not applied: sending it again")
             if verdict == "applied":
                 return {"op": "patched", "doc": op.doc}
 
