@@ -176,18 +176,26 @@ class DataService:
                 m["version"] += 1
                 m["rows"] = table.num_rows
                 m["updated"] = time.time()
-                try:
-                    new_kv = await self.repo.commit(m, kv_version, written, dropped)
-                except VersionConflict:
-                    self.repo.forget(source_id)
+                if not await self._commit(m, kv_version, written, dropped, table):
                     continue
-                self.repo.remember(m, table, committed=new_kv)
                 publish = self.bus.publish if await_ack else self.bus.notify
                 await publish(source_id, verb, {**data, "rows": m["rows"]},
                               actor=principal.username if principal else None,
                               seq=m["version"])
                 return m
         raise Conflict("too many concurrent writers; try again", code="busy")
+
+    async def _commit(self, m: Manifest, kv_version: int, written: list, dropped: list,
+                      table: pa.Table) -> bool:
+        """Compare-and-set the manifest, then keep its rows in the cache; False when another
+        writer got there first (the caller reads the manifest again and retries)."""
+        try:
+            new_kv = await self.repo.commit(m, kv_version, written, dropped)
+        except VersionConflict:
+            self.repo.forget(m["id"])
+            return False
+        self.repo.remember(m, table, committed=new_kv)
+        return True
 
     async def _rewrite(self, m: Manifest, table: pa.Table) -> tuple[list, list]:
         """Replace every chunk by one holding `table` (patches, column changes, compaction)."""
@@ -272,22 +280,8 @@ class DataService:
             for b, keep in zip(batches, keeps, strict=True):
                 new = cols.stream(new, b, keep)
                 rows.append(new.num_rows)
-            combined = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
             first = m["version"] + 1
-            written = await self.repo.add_chunk(m, first, combined,
-                                                self.settings.inline_tail_bytes)
-            # rows before the window: move the offset, forget chunks wholly behind it (the
-            # rows kept are always the last ones of table + the batches, whatever rollovers)
-            m["offset"] += table.num_rows + combined.num_rows - new.num_rows
-            dropped = []
-            while m["chunks"] and m["chunks"][0]["rows"] <= m["offset"]:
-                m["offset"] -= m["chunks"][0]["rows"]
-                gone = m["chunks"].pop(0)
-                if "blob" in gone:
-                    dropped.append(gone["blob"])
-            if len(m["chunks"]) > self.settings.max_chunks:
-                more_written, more_dropped = await self._rewrite(m, new)
-                written, dropped = written + more_written, dropped + more_dropped
+            written, dropped = await self._place(m, first, table, batches, new)
             m["version"] += len(live)
             m["rows"] = new.num_rows
             m["updated"] = time.time()
@@ -297,12 +291,8 @@ class DataService:
             if kept:  # (a source whose appends carry no key keeps no list at all)
                 m["keys"] = ([list(e) for e in m.get("keys", [])] +
                              [list(e) for e in kept])[-KEPT_KEYS:]
-            try:
-                new_kv = await self.repo.commit(m, kv_version, written, dropped)
-            except VersionConflict:
-                self.repo.forget(source_id)
+            if not await self._commit(m, kv_version, written, dropped, new):
                 continue
-            self.repo.remember(m, new, committed=new_kv)
             # appends are the stream of small writes: their events go without waiting for
             # JetStream's ack (see Bus.notify); the rarer changes wait for it
             for k, (item, b, keep, n) in enumerate(zip(live, batches, keeps, rows,
@@ -318,6 +308,27 @@ class DataService:
         for item in group:
             if not item.done.done():
                 item.done.set_exception(busy)
+
+    async def _place(self, m: Manifest, version: int, table: pa.Table,
+                     batches: list[pa.Table], new: pa.Table) -> tuple[list, list]:
+        """Put the batches' rows in the manifest as one chunk (`table` + batches -> `new`
+        after rollovers); returns the blobs written and those no longer referenced."""
+        combined = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
+        written = await self.repo.add_chunk(m, version, combined,
+                                            self.settings.inline_tail_bytes)
+        # rows before the window: move the offset, forget chunks wholly behind it (the rows
+        # kept are always the last ones of table + the batches, whatever the rollovers)
+        m["offset"] += table.num_rows + combined.num_rows - new.num_rows
+        dropped = []
+        while m["chunks"] and m["chunks"][0]["rows"] <= m["offset"]:
+            m["offset"] -= m["chunks"][0]["rows"]
+            gone = m["chunks"].pop(0)
+            if "blob" in gone:
+                dropped.append(gone["blob"])
+        if len(m["chunks"]) > self.settings.max_chunks:
+            more_written, more_dropped = await self._rewrite(m, new)
+            written, dropped = written + more_written, dropped + more_dropped
+        return written, dropped
 
     @staticmethod
     def _answer_repeats(repeats: list[_Pending], keys: dict[str, tuple[int, int]]) -> None:
