@@ -318,3 +318,19 @@ def test_pull_brings_the_document_to_what_is_stored(server):
         assert pulled is doc and doc.roots[0] is slider
         assert (slider.title, slider.value) == ("after", 9)
         assert changed == ["after"]
+
+
+def test_a_refused_publish_leaves_no_sources_behind(server):
+    from plotline import PlotlineError
+
+    title = f"taken {time.time_ns()}"
+    with Session(server.url) as s:
+        s.publish(figure(), title)
+        before = {x["id"] for x in s.sources()}
+        cds = ColumnDataSource({"x": [1, 2], "y": [3, 4]})
+        p = figure()
+        p.line("x", "y", source=cds)
+        with pytest.raises(PlotlineError) as err:
+            s.live(p, title)
+        assert err.value.code == "title_taken"
+        assert {x["id"] for x in s.sources()} == before and cds.tags == []

@@ -254,11 +254,13 @@ class LiveDocument:
 
 
 def bind(session: Session, models: Any, sources: dict[str, DataSource],
-         quiet: LiveDocument | None = None) -> None:
+         quiet: LiveDocument | None = None) -> list[tuple[Any, DataSource]]:
     """Bind every flat ColumnDataSource among `models` (by the rule) to a new data source of
-    its rows; those tagged already are bound to their source."""
+    its rows; those tagged already are bound to their source. Returns the (model, source)
+    pairs made here (to undo with `unbind` if what they were made for fails)."""
     from bokeh.models import ColumnDataSource
 
+    made = []
     for model in models:
         if not isinstance(model, ColumnDataSource) or model.id in sources:
             continue
@@ -284,6 +286,20 @@ def bind(session: Session, models: Any, sources: dict[str, DataSource],
             if quiet is not None:
                 quiet._quiet = False
         sources[model.id] = src
+        made.append((model, src))
+    return made
+
+
+def unbind(made: list[tuple[Any, DataSource]]) -> None:
+    """Undo `bind`: the tags off, the data sources deleted (best effort)."""
+    from .session import PlotlineError
+
+    for model, src in made:
+        model.tags = [t for t in model.tags if t != f"{SOURCE_TAG}{src.id}"]
+        try:
+            src.delete()
+        except PlotlineError as exc:
+            log.warning("plotline live: source %s not deleted: %s", src.id, exc)
 
 
 def strip_bound(value: Any, bound: set[str]) -> None:

@@ -229,12 +229,16 @@ class Session:
             raise PlotlineError(None, "invalid_file", "the document has no roots: nothing "
                                 "to publish")
         bound: dict[str, DataSource] = {}
-        live_mod.bind(self, list(obj.models), bound)
-        doc_json = obj.to_json(deferred=False)
-        live_mod.strip_bound(doc_json, set(bound))
-        body = {"title": title or bokehdocs.title_of(doc_json) or bokehdocs.untitled(),
-                "doc": doc_json}
-        meta = self._json("POST", f"{DOCS}/", json=body)
+        made = live_mod.bind(self, list(obj.models), bound)
+        try:
+            doc_json = obj.to_json(deferred=False)
+            live_mod.strip_bound(doc_json, set(bound))
+            body = {"title": title or bokehdocs.title_of(doc_json) or bokehdocs.untitled(),
+                    "doc": doc_json}
+            meta = self._json("POST", f"{DOCS}/", json=body)
+        except BaseException:  # (a title taken, say: leave no sources behind)
+            live_mod.unbind(made)
+            raise
         if public:
             meta = self._json("POST", f"{DOCS}/{meta['id']}/publish")
         return LiveDocument(self, obj, meta, bound)
