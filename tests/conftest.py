@@ -100,6 +100,16 @@ def new_username() -> str:
     return "u" + uuid.uuid4().hex[:12]
 
 
+@pytest.fixture
+def plotline_home(tmp_path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A fresh client configuration directory ($PLOTLINE_HOME, for child processes too):
+    no saved login of one test leaks into the next. Modules of client tests use it with
+    `pytestmark = pytest.mark.usefixtures("plotline_home")`."""
+    path = tmp_path / "plotline-home"
+    monkeypatch.setenv("PLOTLINE_HOME", str(path))
+    return path
+
+
 def person(server: Server, password: str = "correct horse battery") -> dict:
     """A new account on `server`, logged in: {name, headers (a bearer JWT)}."""
     name = new_username()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -21,16 +20,14 @@ from servers import Server, start_plotline
 PASSWORD = "correct horse battery"
 
 
+pytestmark = pytest.mark.usefixtures("plotline_home")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[Server]:
     srv = start_plotline(tmp_path_factory.mktemp("sources"), "-m", "--nats-url", nats_url)
     yield srv
     srv.stop()
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLOTLINE_HOME", str(tmp_path / "home"))
 
 
 def session(server: Server) -> Session:

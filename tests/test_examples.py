@@ -22,16 +22,14 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 DOCS, DATA = "/api/v1/docs", "/api/v1/data"
 
 
+pytestmark = pytest.mark.usefixtures("plotline_home")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_plotline(tmp_path_factory.mktemp("examples"))
     yield srv
     srv.stop()
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLOTLINE_HOME", str(tmp_path / "home"))  # (the examples' children too)
 
 
 def run(name: str, server: Server, *args: str, timeout: float = 120) -> list[str]:

@@ -14,7 +14,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -28,16 +27,14 @@ from servers import Server, free_port, start_plotline
 DATA = "/api/v1/data"
 
 
+pytestmark = pytest.mark.usefixtures("plotline_home")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_plotline(tmp_path_factory.mktemp("live"))
     yield srv
     srv.stop()
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLOTLINE_HOME", str(tmp_path / "home"))
 
 
 def open_plot(tab, url: str) -> None:  # type: ignore[no-untyped-def]

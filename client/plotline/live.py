@@ -29,13 +29,12 @@ never comes back as a change of ours, and ours never come back to us.
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 from services.common.names import ARROW_STREAM, SERVICE_PREFIXES, SOURCE_TAG
 
 from .link import Op
-from .sources import DataSource, as_table
+from .sources import DataSource, as_table, json_columns, json_patches
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -165,8 +164,8 @@ class LiveDocument:
         self.session.link.submit(Op("patch", doc=self.id, events=encoded))
 
     def _append(self, src: DataSource, data: Any, rollover: int | None) -> None:
-        columns = {str(k): _plain_list(v) for k, v in dict(data).items()}
-        if all(v is not None for v in columns.values()):
+        columns = json_columns(dict(data))
+        if columns is not None:
             self.session.link.submit(Op("http", method="POST", path=f"{src.path}/append",
                                         source=src.id, merge=columns, rollover=rollover))
             return
@@ -179,12 +178,8 @@ class LiveDocument:
                 "headers": {"Content-Type": ARROW_STREAM}}))
 
     def _data_patch(self, src: DataSource, patches: dict) -> None:
-        from .sources import _index, _value
-
-        encoded = {name: [[_index(i), _value(v)] for i, v in changes]
-                   for name, changes in patches.items()}
         self.session.link.submit(Op("http", method="POST", path=f"{src.path}/patch",
-                                    kw={"json": {"patches": encoded}}))
+                                    kw={"json": {"patches": json_patches(patches)}}))
 
     def _replace(self, src: DataSource, data: Any) -> None:
         from .datafiles import to_ipc
@@ -333,18 +328,4 @@ def _models_of(doc_json: dict[str, Any]) -> dict[str, dict]:
             stack.extend(item)
     return found
 
-
-def _plain_list(values: Any) -> list | None:
-    """A column as a JSON list, or None when it needs Arrow (NaN, datetimes, numpy)."""
-    if hasattr(values, "tolist"):
-        if getattr(values, "dtype", None) is not None and values.dtype.kind not in "biuf":
-            return None
-        values = values.tolist()
-    if not isinstance(values, list | tuple):
-        return None
-    for v in values:
-        if not (v is None or isinstance(v, str | bool | int)
-                or (type(v) is float and math.isfinite(v))):
-            return None
-    return list(values)
 

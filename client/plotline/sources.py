@@ -89,13 +89,19 @@ def chunks(table: Any, chunk_rows: int, chunk_bytes: int) -> Iterator[tuple[Any,
         yield part, start + part.num_rows
 
 
-def _plain_json(data: Any) -> dict[str, list] | None:
-    """`data` as JSON columns when it is a small dict of lists of plain finite values."""
+def json_columns(data: Any) -> dict[str, list] | None:
+    """`data` (a dict of columns: lists, tuples, numpy arrays or pandas Series of numbers)
+    as JSON lists when it is at most JSON_CELLS plain finite values; else None, and it goes
+    as Arrow (NaN, datetimes, strings in numpy, many rows)."""
     if not isinstance(data, dict) or not data:
         return None
-    cells = 0
-    for values in data.values():
-        if not isinstance(values, list):
+    out, cells = {}, 0
+    for name, values in data.items():
+        if hasattr(values, "tolist"):
+            if getattr(values, "dtype", None) is None or values.dtype.kind not in "biuf":
+                return None
+            values = values.tolist()
+        if not isinstance(values, list | tuple):
             return None
         cells += len(values)
         if cells > JSON_CELLS:
@@ -104,7 +110,15 @@ def _plain_json(data: Any) -> dict[str, list] | None:
             if not (v is None or isinstance(v, str | bool | int)
                     or (type(v) is float and math.isfinite(v))):
                 return None
-    return {str(k): v for k, v in data.items()}
+        out[str(name)] = list(values)
+    return out
+
+
+def json_patches(patches: dict[str, list]) -> dict[str, list]:
+    """ColumnDataSource.patch's `{column: [(index or slice, value), ...]}` as the data
+    service's JSON (a slice as `{"start", "stop", "step"}`, NaN as Bokeh writes it)."""
+    return {name: [[_index(i), _value(v)] for i, v in changes]
+            for name, changes in patches.items()}
 
 
 class DataSource:
@@ -217,7 +231,7 @@ class DataSource:
         last `rollover` rows if given (else the source's own rollover), as
         ColumnDataSource.stream does; every open viewer draws them. Returns the new version.
         Rows beyond the server's body limit go as several appends (each its own version)."""
-        plain = _plain_json(rows)
+        plain = json_columns(rows)
         if plain is not None:
             body: dict[str, Any] = {"columns": plain}
             if rollover is not None:
@@ -237,10 +251,8 @@ class DataSource:
     def patch(self, patches: dict[str, list]) -> int:
         """Change cells as ColumnDataSource.patch: `{column: [(index, value), (slice,
         [values]), ...]}` (a slice as Python's, or `{"start", "stop", "step"}`)."""
-        encoded = {name: [[_index(i), _value(v)] for i, v in changes]
-                   for name, changes in patches.items()}
         return self._changed(self.session._json("POST", f"{self.path}/patch",
-                                                json={"patches": encoded}))
+                                                json={"patches": json_patches(patches)}))
 
     def add(self, name: str, values: Any, dtype: str | None = None) -> int:
         """Add (or replace) column `name`: as many values as the source has rows."""
