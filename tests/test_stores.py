@@ -212,3 +212,42 @@ def test_unknown_schemes_are_refused() -> None:
         open_blob("s3://bucket")
     with pytest.raises(ValueError):
         open_blob("azure://container")  # no connection string
+
+
+# --- a store that is away --------------------------------------------------------------
+
+async def test_a_redis_that_is_away_is_a_503_for_every_call_not_a_500():
+    """Nothing listens on the port (Redis killed): every call raises StoreUnavailable, an
+    Unavailable (503 with Retry-After) after redis-py's two quick retries."""
+    from servers import free_port
+
+    from services.common.errors import Unavailable
+    from services.common.stores.kv import StoreUnavailable
+
+    kv = open_kv(f"redis://127.0.0.1:{free_port()}/0?prefix=away:")
+    try:
+        for call in (kv.get("k"), kv.put("k", b"v"), kv.put("k", b"v", expect=3),
+                     kv.delete("k"), kv.keys("k")):
+            with pytest.raises(StoreUnavailable) as caught:
+                await call
+            assert isinstance(caught.value, Unavailable) and caught.value.status == 503
+            assert caught.value.headers == {"Retry-After": "2"}
+    finally:
+        await kv.close()
+
+
+async def test_a_blob_store_that_is_away_is_a_503_without_the_sdks_long_backoff():
+    from servers import AZURITE_ACCOUNT, AZURITE_KEY, free_port
+
+    from services.common.stores.blob import BlobUnavailable
+
+    port = free_port()
+    store = open_blob("azure://away", azure_connection_string=(
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"))
+    try:
+        for call in (store.put("a/b", b"x"), store.get("a/b"), store.list("a/")):
+            with pytest.raises(BlobUnavailable):
+                await asyncio.wait_for(call, 10)  # (the SDK's default retry took 18-21 s)
+    finally:
+        await store.close()

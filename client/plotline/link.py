@@ -233,6 +233,11 @@ class Link:
         if self._socket_up.is_set():
             self._loop.create_task(self._subscribe(channel))
 
+    def _resubscribe(self, name: str) -> None:
+        channel = self._channels.get(name)
+        if channel is not None and self._socket_up.is_set() and not self._closing:
+            self._loop.create_task(self._subscribe(channel))
+
     def _enqueue(self, op: Op) -> None:
         self._outbox.append(op)
         self._wake_sender.set()
@@ -307,7 +312,10 @@ class Link:
         elif op == "event" and channel is not None:
             self._event(channel, msg)
         elif op == "resync" and channel is not None:
-            channel.seq = channel.target
+            # (the seq the reload covers: at a subscribe, the channel's now; later, the
+            # newest push could not send)
+            seq = msg.get("seq")
+            channel.seq = seq if isinstance(seq, int) else channel.target
             self._hand(channel.on_resync, ())
             self._caught_up(channel)
         elif op == "patched":
@@ -316,6 +324,11 @@ class Link:
         elif op == "error":
             if msg.get("doc") and self._answer is not None and not self._answer.done():
                 self._answer.set_result(msg)
+            elif channel is not None and msg.get("code") == "unavailable":
+                # the channel's owner is away for a moment (push says when to ask again)
+                delay = msg.get("retry_after")
+                self._loop.call_later(float(delay) if isinstance(delay, int | float) else 2.0,
+                                      self._resubscribe, channel.name)
             elif channel is not None:
                 self._fail(self._error(str(msg.get("code")), f"{channel.name}: "
                                        f"{msg.get('detail')}"))

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.common.app import build_app, ready_checks
+from services.common.app import build_app, ready_checks, reported_checks
 from services.common.clients import service_clients
 from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
@@ -52,7 +52,8 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                 settings, c.bus, jwks=ring.jwks, check_key=svc.check_key,
                 check_session=svc.check_session)
             await start_responders(c.bus, svc)
-            app.state.ready_checks = ready_checks(c.bus, c.kv)
+            app.state.ready_checks = ready_checks(c.kv)
+            app.state.reported_checks = reported_checks(c.bus)
             rotation = asyncio.create_task(
                 _rotate_forever(ring, min(60.0, settings.key_rotation_seconds / 4)))
             log.info("auth ready (multi_user=%s, kid=%s)", settings.multi_user,

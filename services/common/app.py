@@ -121,7 +121,8 @@ class Metrics:
 def build_app(*, service: str, title: str, lifespan: Callable[[FastAPI], Any],
               max_body_bytes: int, routers: list[Any]) -> FastAPI:
     """A service app: its routers at their full API paths. `app.state.started` and
-    `app.state.ready_checks` feed the internal port's /readyz."""
+    `app.state.ready_checks` decide the internal port's /readyz; `reported_checks` are
+    shown there too, without deciding it."""
 
     @contextlib.asynccontextmanager
     async def tracked(app: FastAPI) -> Any:
@@ -137,6 +138,7 @@ def build_app(*, service: str, title: str, lifespan: Callable[[FastAPI], Any],
     app.state.service = service
     app.state.max_body_bytes = max_body_bytes  # (front doors read bodies themselves)
     app.state.ready_checks = {}
+    app.state.reported_checks = {}
     app.state.started = False
     install_error_handlers(app)
     for router in routers:
@@ -148,11 +150,11 @@ def build_app(*, service: str, title: str, lifespan: Callable[[FastAPI], Any],
     return app
 
 
-def ready_checks(bus: Any, kv: Any) -> dict[str, ReadyCheck]:
-    """The readiness every service reports: connected to NATS, its store answering."""
-
-    async def nats() -> bool:
-        return bool(bus.connected)
+def ready_checks(kv: Any) -> dict[str, ReadyCheck]:
+    """What a service cannot serve without: its store. NATS is not on the list: while it
+    is away, writes still commit (their events wait in the outbox, bus.py) and reads
+    still answer, so Kubernetes must keep the pod in its Service; `reported_checks` says
+    how NATS is doing on /readyz without deciding it."""
 
     async def store() -> bool:
         try:
@@ -161,7 +163,20 @@ def ready_checks(bus: Any, kv: Any) -> dict[str, ReadyCheck]:
         except Exception:
             return False
 
-    return {"nats": nats, "store": store}
+    return {"store": store}
+
+
+def reported_checks(bus: Any) -> dict[str, ReadyCheck]:
+    """Shown on /readyz, not required: connected to NATS, and no event waiting to be
+    published (the outbox empty)."""
+
+    async def nats() -> bool:
+        return bool(bus.connected)
+
+    async def outbox() -> bool:
+        return bus.backlog == 0
+
+    return {"nats": nats, "outbox": outbox}
 
 
 def combined_openapi(apps: list[FastAPI], server: str = "/") -> dict[str, Any]:

@@ -27,7 +27,8 @@ async def service_clients(settings: ServiceSettings, service: str) -> AsyncItera
     blobs = open_blob(settings.blob_url,
                       azure_connection_string=azure.get_secret_value() if azure else None)
     try:
-        bus = await Bus.connect(settings.nats_url, service, **settings.nats_credentials())
+        bus = await Bus.connect(settings.nats_url, service, outbox=kv,
+                                **settings.nats_credentials())
         try:
             await bus.ensure_stream()
             yield Clients(kv, blobs, bus)

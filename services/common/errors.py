@@ -82,7 +82,15 @@ class TooManyRequests(PlotlineError):
 
 
 class Unavailable(PlotlineError):
+    """A dependency (NATS, the store, another service) is away: retry shortly. Every 503
+    says when, so clients back off instead of hammering (and never mistake it for a no)."""
+
     status, code = 503, "unavailable"
+    RETRY_AFTER_S = 2
+
+    def __init__(self, detail: str, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": str(self.RETRY_AFTER_S)})
+        super().__init__(detail, **kw)
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from .errors import Forbidden, Unauthorized
+from .errors import Forbidden, Unauthorized, Unavailable
 from .names import (
     API_KEY_PREFIX,
     CSRF_COOKIE,
@@ -57,6 +57,9 @@ class Principal:
     scope_write: bool = False
 
 
+STALE_GRACE_S = 300.0
+
+
 class ApiKeyCache:
     """Short cache of auth's answers about a credential (an API key, a session id), keyed
     by its SHA-256 (never an API key's secret). `revoke(id)` drops the answers whose
@@ -73,7 +76,15 @@ class ApiKeyCache:
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
-        answer = await self._check(api_key)
+        try:
+            answer = await self._check(api_key)
+        except Unavailable:
+            # auth away (NATS down, say): a key it vouched for lately still works for
+            # STALE_GRACE_S, so writers keep writing through a short outage; revocations
+            # made meanwhile reach no one anyway until NATS is back
+            if hit and hit[0] + STALE_GRACE_S > now:
+                return hit[1]
+            raise
         if answer is None:
             self._entries.pop(digest, None)
             return None

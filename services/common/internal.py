@@ -22,16 +22,22 @@ READ_TIMEOUT_S = 5.0
 
 
 async def readiness(apps: dict[str, Any]) -> tuple[bool, dict[str, bool]]:
-    """Ready when every service's lifespan has started and each of its checks passes."""
+    """Ready when every service's lifespan has started and each of its ready checks
+    passes; its reported checks are listed too, without deciding."""
     checks: dict[str, bool] = {}
+    required: list[bool] = []
     for name, app in apps.items():
-        for check, fn in getattr(app.state, "ready_checks", {}).items():
-            try:
-                checks[f"{name}.{check}"] = bool(await fn())
-            except Exception:
-                checks[f"{name}.{check}"] = False
+        for kind in ("ready_checks", "reported_checks"):
+            for check, fn in getattr(app.state, kind, {}).items():
+                try:
+                    passed = bool(await fn())
+                except Exception:
+                    passed = False
+                checks[f"{name}.{check}"] = passed
+                if kind == "ready_checks":
+                    required.append(passed)
     started = all(getattr(app.state, "started", False) for app in apps.values())
-    return started and all(checks.values()), checks
+    return started and all(required), checks
 
 
 async def answer(apps: dict[str, Any], method: str, path: str) -> tuple[int, str, bytes]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.common.app import build_app, ready_checks
+from services.common.app import build_app, ready_checks, reported_checks
 from services.common.clients import service_clients
 from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
@@ -42,7 +42,8 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
             warming = (asyncio.get_running_loop().run_in_executor(None, warm_up)
                        if settings.warm_up else None)
             app.state.authenticator = await connect_authenticator(settings, c.bus)
-            app.state.ready_checks = ready_checks(c.bus, c.kv)
+            app.state.ready_checks = ready_checks(c.kv)
+            app.state.reported_checks = reported_checks(c.bus)
 
             async def kernels() -> bool:
                 return warming is None or warming.done()

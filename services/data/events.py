@@ -80,6 +80,8 @@ async def start_responders(bus: Bus, data: Any) -> None:
         try:
             m, _ = await data.manifest(source, principal,
                                        via=(request.get("doc"), request.get("share")))
+        except Unavailable:
+            raise  # (Bus.serve answers a retryable error: not a "no")
         except PlotlineError:
             return {"ok": True, "read": False}
         return {"ok": True, "read": True, "write": user == m["owner"],

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.common.app import build_app, ready_checks
+from services.common.app import build_app, ready_checks, reported_checks
 from services.common.clients import service_clients
 from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
@@ -39,7 +39,8 @@ def create_app(settings: DocsSettings | None = None) -> FastAPI:
             app.state.authenticator = await connect_authenticator(settings, c.bus)
             await start_responders(c.bus, docs, sharing)
             await follow_changes(c.bus, docs.repo.fresh)
-            app.state.ready_checks = ready_checks(c.bus, c.kv)
+            app.state.ready_checks = ready_checks(c.kv)
+            app.state.reported_checks = reported_checks(c.bus)
             log.info("docs ready (multi_user=%s)", settings.multi_user)
             try:
                 yield

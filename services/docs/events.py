@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.common.bus import Bus
-from services.common.errors import PlotlineError
+from services.common.errors import PlotlineError, Unavailable
 from services.common.events import DocsVerb, Event
 from services.common.identity import Principal
 from services.common.names import (
@@ -35,6 +35,8 @@ async def start_responders(bus: Bus, docs: DocsService, sharing: Sharing) -> Non
         try:
             meta = await docs.patch(str(request.get("doc")), Principal(user, "push"), events,
                                     origin=origin)
+        except Unavailable:
+            raise  # (Bus.serve answers a retryable error: not a refusal)
         except PlotlineError as exc:
             return {"ok": False, "error": exc.code, "detail": exc.detail}
         return {"ok": True, "version": meta["version"]}

@@ -47,7 +47,8 @@ def create_app(settings: PushSettings | None = None) -> FastAPI:
         bus = await Bus.connect(settings.nats_url, "push", **settings.nats_credentials())
         try:
             await bus.ensure_stream()
-            app.state.settings, app.state.bus, app.state.hub = settings, bus, Hub(bus)
+            app.state.settings, app.state.bus = settings, bus
+            app.state.hub = Hub(bus, settings.max_replay)
             app.state.slots = Slots(settings.max_connections_per_user,
                                     settings.max_anonymous_per_address)
             await app.state.hub.watch_revocations()

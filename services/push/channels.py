@@ -41,6 +41,7 @@ class Access:
     read: bool
     write: bool = False
     version: int | None = None  # the channel's seq now, when the owner service says
+    unavailable: bool = False   # the owner service did not answer: ask again later
 
 
 async def ask(bus: Bus, channel: Channel, user: str | None, share: str | None,
@@ -55,7 +56,7 @@ async def ask(bus: Bus, channel: Channel, user: str | None, share: str | None,
     try:
         answer = await bus.request(subject, request)
     except Unavailable:
-        return Access(read=False)
+        return Access(read=False, unavailable=True)
     if not answer.get("ok"):
         return Access(read=False)
     return Access(read=bool(answer.get("read")), write=bool(answer.get("write")),

@@ -36,6 +36,9 @@ from .hub import DROPS, LATENCY, MESSAGES_OUT, Hub, encode
 
 log = logging.getLogger("plotline.push")
 
+RETRY_AFTER_S = 2   # a subscribe the owner service could not answer: try again then
+TAIL_WAIT_S, TAIL_WAIT_MAX_S = 1.5, 15.0  # a replay's newest events, on their way
+
 # close codes
 TOO_SLOW = 1008     # policy violation: fell behind (reason says so)
 TOO_BIG = 1009      # message too big
@@ -117,8 +120,19 @@ class Connection:
         if seq is not None and state.last is not None:
             if seq <= state.last:
                 return  # already sent (replayed, or older than the subscription)
+            if seq > state.last + 1:  # a hole the hub could not fill: never silent
+                return self.resync(state.channel.name, seq)
             state.last = seq
         self.push(frame, born)
+
+    def resync(self, channel: str, seq: int) -> None:
+        """Events up to `seq` cannot be sent: the client reloads the channel's state
+        (which includes them) and takes events after `seq` from here on."""
+        state = self.channels.get(channel)
+        if state is None or self.closing:
+            return
+        state.last = seq if state.last is None else max(state.last, seq)
+        self.reply("resync", channel=channel, seq=seq)
 
     def push(self, frame: str, born: float = 0.0) -> None:
         if self.closing:
@@ -238,6 +252,11 @@ class Connection:
         state = self.channels[channel.name] = ChannelState(channel, share, doc)
         await self.hub.join(channel, self)
         access = await self.hub.access(channel, self.user, share, doc)
+        if access.unavailable:
+            await self._drop(channel.name)
+            return self.error("unavailable", "the service that owns this channel is not "
+                              f"answering: subscribe again in {RETRY_AFTER_S} s",
+                              channel=channel.name, retry_after=RETRY_AFTER_S)
         if not access.read:
             await self._drop(channel.name)
             return self.error("not_found", "no such channel, or you may not read it",
@@ -245,10 +264,9 @@ class Connection:
         now = access.version
         self.reply("subscribed", channel=channel.name, seq=now, origin=self.origin)
         if since is not None and now is not None and since < now:
-            events = await recovery.missed(self.bus, channel, since, now,
-                                           self.settings.max_replay)
+            events = await self._replay(state, since, now)
             if events is None:
-                self.reply("resync", channel=channel.name)
+                self.reply("resync", channel=channel.name, seq=now)
             else:
                 state.last = since
                 for event in events:
@@ -257,6 +275,40 @@ class Connection:
         if state.last is None:
             state.last = now if since is None or now is None else max(since, now)
         self._release(state)
+
+    async def _replay(self, state: ChannelState, since: int, now: int
+                      ) -> list[dict[str, Any]] | None:
+        """The events after `since` up to `now`, from the stream and from what arrives
+        live meanwhile (held: we listened before asking), or None (resync).
+
+        Right after NATS came back the stream may not have them all yet (a writer's
+        outbox still drains, and a live event can reach this replica a moment before a
+        new consumer finds it stored): read again from where the stream ended while
+        events keep coming (TAIL_WAIT_S without one is the end, TAIL_WAIT_MAX_S in all)."""
+        events: list[dict[str, Any]] = []
+        covered, started, heard, count = since, time.monotonic(), time.monotonic(), -1
+        while True:
+            try:
+                more = await recovery.missed(self.bus, state.channel, covered, now,
+                                             self.settings.max_replay - len(events),
+                                             tail_follows=True)
+            except Exception as exc:  # NATS away meanwhile: the client reloads instead
+                log.warning("replay of %s failed: %s", state.channel.name, exc)
+                return None
+            if more is None:
+                return None  # the stream no longer reaches back (or too much of it)
+            events += more
+            covered = events[-1]["seq"] if events else since
+            held = {seq for seq, _, _ in state.held}
+            if all(seq in held for seq in range(covered + 1, now + 1)):
+                return events
+            if len(held) + len(events) != count:  # still arriving: keep waiting
+                count, heard = len(held) + len(events), time.monotonic()
+            waited = time.monotonic()
+            if waited - heard >= TAIL_WAIT_S or waited - started >= TAIL_WAIT_MAX_S \
+                    or self.closing:
+                return None
+            await asyncio.sleep(0.1)
 
     def allows(self, channel: channels.Channel, doc: str | None) -> bool:
         """A scoped token's socket follows its document and the sources read through it."""
@@ -284,10 +336,14 @@ class Connection:
         task.add_done_callback(self._tasks.discard)
 
     async def _recheck(self, state: ChannelState) -> None:
-        access = await channels.ask(self.bus, state.channel, self.user, state.share,
-                                    state.doc)
-        if self.channels.get(state.channel.name) is not state:
-            return  # unsubscribed meanwhile
+        while True:  # the owner away: keep holding the events until it answers
+            access = await channels.ask(self.bus, state.channel, self.user, state.share,
+                                        state.doc)
+            if self.channels.get(state.channel.name) is not state or self.closing:
+                return  # unsubscribed meanwhile
+            if not access.unavailable:
+                break
+            await asyncio.sleep(RETRY_AFTER_S)
         if access.read:
             return self._release(state)
         await self._drop(state.channel.name)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 
 from services.common.clientaddr import client_address
-from services.common.errors import PlotlineError
+from services.common.errors import PlotlineError, Unavailable
 from services.common.identity import Principal
 from services.common.names import SESSION_COOKIE
 
@@ -20,6 +20,7 @@ from services.common.names import SESSION_COOKIE
 BAD_CREDENTIALS = 4401
 BAD_ORIGIN = 4403
 TOO_MANY = 4429
+TRY_AGAIN_LATER = 1013  # (RFC 6455's own): credentials could not be checked just now
 
 
 class Refused(Exception):
@@ -79,6 +80,9 @@ async def admit(conn: HTTPConnection, settings: Any, authenticator: Any,
             principal = None
         else:
             principal = await authenticator.resolve(conn, "GET", scoped=True)
+    except Unavailable as exc:  # auth away: not a verdict on the credentials
+        raise Refused(TRY_AGAIN_LATER, "credentials cannot be checked just now: "
+                      "reconnect shortly") from exc
     except PlotlineError as exc:
         raise Refused(BAD_CREDENTIALS, exc.detail[:120]) from exc
     if principal is not None and (token or (not foreign and presents_credentials(conn))):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from services.common.errors import NotFound
+from services.common.errors import NotFound, Unavailable
 
 
 class BlobNotFound(NotFound, KeyError):
@@ -19,6 +19,13 @@ class BlobNotFound(NotFound, KeyError):
     def __init__(self, name: str) -> None:
         super().__init__("the stored data is gone (deleted meanwhile?)")
         self.name = name
+
+
+class BlobUnavailable(Unavailable):
+    """The blob store did not answer (in time): a 503 with Retry-After, never a 500."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the blob store is not reachable ({why}); retry shortly")
 
 
 class BlobStore(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from services.common.errors import Conflict
+from services.common.errors import Conflict, Unavailable
 
 
 class VersionConflict(Conflict):
@@ -19,6 +19,11 @@ class VersionConflict(Conflict):
     reaches a route anyway is a 409, not a 500."""
 
     code = "version_conflict"
+
+
+class StoreUnavailable(Unavailable):
+    """The store did not answer (in time): a 503 with Retry-After, never a 500; nothing
+    was written (or, for a timed-out write, the caller's compare-and-set tells later)."""
 
 
 class Versioned(NamedTuple):

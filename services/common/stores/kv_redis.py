@@ -8,12 +8,17 @@ tests) can share one Redis database.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
-from services.common.stores.kv import VersionConflict, Versioned
+from services.common.stores.kv import StoreUnavailable, VersionConflict, Versioned
 
 # ARGV: value, expect ('' = unconditional), ttl in ms ('' = none). Returns new version or -1.
 _PUT = """
@@ -35,6 +40,27 @@ return {redis.call('DEL', KEYS[1]), cur}
 """
 
 
+# Bounded: a Redis that is away answers 503 within seconds (two quick retries, each
+# connect or read at most TIMEOUT_S), not a request that hangs for redis-py's defaults.
+TIMEOUT_S = 2.0
+T = TypeVar("T")
+
+
+def _reachable(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Redis away (refused, reset, timed out, loading its AOF: BusyLoadingError is a
+    ConnectionError) is StoreUnavailable."""
+
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"the store (Redis) is not reachable: "
+                                   f"{type(exc).__name__}") from exc
+
+    return call
+
+
 def _opt(value: int | float | None) -> str:
     return "" if value is None else str(value)
 
@@ -53,13 +79,18 @@ class RedisKV:
         query = parse_qsl(parts.query, keep_blank_values=True)
         prefix = "".join(v for k, v in query if k == "prefix")
         rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-        client = redis.Redis.from_url(urlunsplit(parts._replace(query=rest)))
+        client = redis.Redis.from_url(urlunsplit(parts._replace(query=rest)),
+                                      socket_timeout=TIMEOUT_S,
+                                      socket_connect_timeout=TIMEOUT_S,
+                                      retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2))
         return cls(client, prefix)
 
+    @_reachable
     async def get(self, key: str) -> Versioned | None:
         value, version = await self._r.hmget(self._prefix + key, ["v", "n"])
         return None if version is None else Versioned(value, int(version))
 
+    @_reachable
     async def put(
         self, key: str, value: bytes, *, expect: int | None = None, ttl: float | None = None
     ) -> int:
@@ -71,12 +102,14 @@ class RedisKV:
             raise VersionConflict(f"expected version {expect}, found {current}")
         return int(version)
 
+    @_reachable
     async def delete(self, key: str, *, expect: int | None = None) -> bool:
         deleted, current = await self._delete(keys=[self._prefix + key], args=[_opt(expect)])
         if deleted < 0:
             raise VersionConflict(f"expected version {expect}, found {current}")
         return deleted == 1
 
+    @_reachable
     async def keys(self, prefix: str = "") -> list[str]:
         # SCAN MATCH is a glob: escape the literal part so '*' or '[' in a key stay literal.
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._prefix + prefix) + "*"

@@ -359,6 +359,9 @@
         }
       } else if (msg.op === "resync") {
         reload(msg.channel);
+      } else if (msg.op === "error" && msg.channel && msg.code === "unavailable") {
+        // its owner service is away for a moment: ask again when push says
+        setTimeout(function () { subscribe(msg.channel); }, 1000 * (msg.retry_after || 2));
       } else if (msg.op === "error" && msg.channel) {
         console.warn("plotline:", msg.code, msg.detail, msg.channel);
         if ((msg.code === "revoked" || msg.code === "not_found") &&

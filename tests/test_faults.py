@@ -1,0 +1,328 @@
+"""Faults on the local distributed stack (scripts/stack.py, the chart's processes and
+variables): a dependency SIGKILLed under load, then started again as Kubernetes would
+restart it. Nothing acknowledged may be lost, clients get only 2xx or 503, and push's
+subscribers end holding every event exactly once, in order.
+
+The stack is this module's own (nginx on a free port). Writers and subscribers are real
+HTTP and websocket clients through nginx; their loops stop by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from bokeh.document import Document
+from bokeh_docs import figure_doc, source_id
+from conftest import new_username
+from servers import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from stack import Stack, start_stack  # noqa: E402
+
+AUTH, DOCS, DATA = "/api/v1/auth", "/api/v1/docs", "/api/v1/data"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("faults"), free_port())
+    yield running
+    running.stop()
+
+
+def login(stack: Stack) -> dict[str, str]:
+    name = new_username()
+    with httpx.Client(base_url=stack.url, timeout=10) as c:
+        assert c.post(f"{AUTH}/register",
+                      json={"username": name, "password": PASSWORD}).status_code == 201
+        token = c.post(f"{AUTH}/login",
+                       json={"username": name, "password": PASSWORD}).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Writes:
+    """What writers sent: statuses, and the values of the acknowledged writes."""
+
+    statuses: list[int] = field(default_factory=list)
+    acked: list[float] = field(default_factory=list)
+    refused: list[float] = field(default_factory=list)  # answered 503: may or may not be in
+    without_retry_after: int = 0  # 503s that did not say when to retry
+
+    def note(self, value: float, response: httpx.Response | None) -> None:
+        status = response.status_code if response is not None else 0  # 0: no answer
+        self.statuses.append(status)
+        if 200 <= status < 300:
+            self.acked.append(value)
+        elif status == 503:
+            self.refused.append(value)
+            self.without_retry_after += "retry-after" not in response.headers
+
+
+async def appender(c: httpx.AsyncClient, source: str, base: float, stop: asyncio.Event,
+                   out: Writes) -> None:
+    n = 0
+    while not stop.is_set():
+        value = base + n
+        try:
+            r = await c.post(f"{DATA}/sources/{source}/append",
+                             json={"columns": {"x": [value]}})
+        except httpx.HTTPError:
+            r = None  # no answer at all: counted, and it must not happen
+        out.note(value, r)
+        n += 1
+        await asyncio.sleep(0.03)
+
+
+async def patcher(c: httpx.AsyncClient, doc: str, cds: str, base: float,
+                  stop: asyncio.Event, out: Writes) -> None:
+    n = 0
+    while not stop.is_set():
+        value = base + n
+        event = {"kind": "ColumnsStreamed", "model": {"id": cds}, "attr": "data",
+                 "data": {"x": [value], "y": [value]}, "rollover": None}
+        try:
+            r = await c.patch(f"{DOCS}/{doc}", json={"events": [event]})
+        except httpx.HTTPError:
+            r = None
+        out.note(value, r)
+        n += 1
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Watcher:
+    """A websocket subscriber: every frame by channel, resyncs and errors noted."""
+
+    seqs: dict[str, list[int]] = field(default_factory=dict)
+    values: dict[str, list[float]] = field(default_factory=dict)
+    resyncs: list[dict] = field(default_factory=list)
+    unavailable: int = 0
+    last_frame: float = 0.0
+
+    def take(self, msg: dict[str, Any]) -> None:
+        self.last_frame = time.monotonic()
+        if msg["op"] == "event":
+            self.seqs.setdefault(msg["channel"], []).append(msg["seq"])
+            columns = (msg.get("data") or {}).get("columns") or {}
+            self.values.setdefault(msg["channel"], []).extend(columns.get("x", []))
+        elif msg["op"] == "resync":
+            self.resyncs.append(msg)
+        elif msg["op"] == "error" and msg.get("code") == "unavailable":
+            self.unavailable += 1
+
+    def last(self, channel: str) -> int | None:
+        seqs = self.seqs.get(channel)
+        return seqs[-1] if seqs else None
+
+
+async def watch(url: str, headers: dict[str, str], channels: dict[str, int],
+                watcher: Watcher, stop: asyncio.Event, *,
+                leave_at: asyncio.Event | None = None) -> None:
+    """Subscribe to `channels` ({name: since}) and take frames until `stop`. With
+    `leave_at`: close the socket when it is set and come back with `since` (subscribes
+    answered `unavailable` are asked again after the delay push names)."""
+    since = dict(channels)
+    while not stop.is_set():
+        try:
+            await follow(url, headers, since, watcher, stop, leave_at)
+            leave_at = None
+        except (OSError, websockets.exceptions.WebSocketException):
+            pass  # refused or dropped: as a browser would, connect again
+        await asyncio.sleep(0.5)
+
+
+async def follow(url: str, headers: dict[str, str], since: dict[str, int], watcher: Watcher,
+                 stop: asyncio.Event, leave_at: asyncio.Event | None) -> None:
+    """One socket's life: subscribe from `since`, take frames (updating `since`), until
+    `stop`, or `leave_at` once every channel is subscribed."""
+    async with websockets.connect(url, additional_headers=headers, open_timeout=10) as ws:
+        waiting = set(since)
+        for name, seq in since.items():
+            await ws.send(json.dumps({"op": "subscribe", "channel": name, "since": seq}))
+        while not stop.is_set():
+            if leave_at is not None and leave_at.is_set() and not waiting:
+                return  # gone for a moment, as a laptop on a train
+            try:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
+            except TimeoutError:
+                continue
+            watcher.take(msg)
+            channel = msg.get("channel")
+            if msg["op"] == "subscribed":
+                waiting.discard(channel)
+            elif msg["op"] == "error" and msg.get("code") == "unavailable":
+                await asyncio.sleep(msg.get("retry_after", 2))
+                await ws.send(json.dumps({"op": "subscribe", "channel": channel,
+                                          "since": since[channel]}))
+            elif msg["op"] == "event":
+                since[channel] = msg["seq"]
+
+
+async def reached(channel: str, seq: int, watchers: tuple[Watcher, ...]) -> float:
+    """When every watcher holds `channel` up to `seq` (monotonic time; 60 s at most)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+            (w.last(channel) or 0) >= seq for w in watchers):
+        await asyncio.sleep(0.05)
+    return time.monotonic()
+
+
+def stored_doc_values(c: httpx.Client, doc: str, cds: str) -> list[float]:
+    body = c.get(f"{DOCS}/{doc}").json()
+    document = Document.from_json(body["doc"])
+    return list(document.get_model_by_id(cds).data["x"])
+
+
+def ready(server: Any) -> int:
+    return httpx.get(f"{server.internal_url}/readyz", timeout=5).status_code
+
+
+def all_ready(stack: Stack, within: float = 20.0) -> bool:
+    """Every service process says ready again (they recover by themselves)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if all(ready(s) == 200 for s in stack.servers if s.internal_url):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("outage_s", [10, 45])
+async def test_nats_killed_during_appends_and_patches_loses_nothing(stack, outage_s):
+    """NATS SIGKILLed for 10 s and for 45 s under appends and document PATCHes from
+    several clients, then started again (same port and JetStream store): every
+    acknowledged write is stored once; clients got only 2xx or 503; a subscriber that
+    stayed and one that left and came back with `since` end with every event once, in
+    order, and no resync."""
+    headers, newcomer = login(stack), login(stack)
+    ws_url = stack.url.replace("http://", "ws://") + "/ws"
+    sync = httpx.Client(base_url=stack.url, timeout=10, headers=headers)
+    source = sync.post(f"{DATA}/sources",
+                       json={"name": new_username(), "columns": {"x": [-1.0]}}).json()["id"]
+    doc_json = figure_doc(points=3)
+    cds = source_id(doc_json)
+    doc = sync.post(f"{DOCS}/", json={"title": new_username(), "doc": doc_json}).json()["id"]
+    data_ch, doc_ch = f"data:{source}", f"doc:{doc}"
+    channels = {data_ch: 1, doc_ch: 1}
+
+    stop_writes, stop_watch, leave = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    stayed, rejoined = Watcher(), Watcher()
+    appends, patches = Writes(), Writes()
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30, headers=headers) as c:
+        watchers = [asyncio.create_task(watch(ws_url, headers, channels, stayed, stop_watch)),
+                    asyncio.create_task(watch(ws_url, headers, channels, rejoined,
+                                              stop_watch, leave_at=leave))]
+        await asyncio.sleep(1.0)
+        writers = [asyncio.create_task(appender(c, source, k * 1e6, stop_writes, appends))
+                   for k in (1, 2, 3)]
+        writers.append(asyncio.create_task(patcher(c, doc, cds, 9e6, stop_writes, patches)))
+        await asyncio.sleep(2.0)
+        stack.server("nats").kill()
+        killed = time.monotonic()
+        await asyncio.sleep(min(3.0, outage_s / 3))
+        leave.set()  # the second subscriber leaves, and comes back while NATS is away
+        await asyncio.sleep(1.0)
+        # the services that still serve stay in their Service; push cannot serve
+        assert ready(stack.server("data")) == 200 and ready(stack.server("docs")) == 200
+        assert all(ready(p) == 503 for p in stack.push)
+        # a login push never saw cannot be checked now: "try again later", not 4401
+        async with websockets.connect(ws_url, additional_headers=newcomer) as ws:
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1013, (ws.close_code, ws.close_reason)
+        await asyncio.sleep(max(0.0, outage_s - (time.monotonic() - killed)))
+        during = len(appends.acked)
+        stack.restart("nats")
+        restarted = time.monotonic()
+        # recovery: until both subscribers hold every event of the outage
+        behind = sync.get(f"{DATA}/sources/{source}").json()["version"]
+        recovered = asyncio.create_task(reached(data_ch, behind, (stayed, rejoined)))
+        await asyncio.sleep(3.0)
+        stop_writes.set()
+        await asyncio.gather(*writers)
+
+        final = sync.get(f"{DATA}/sources/{source}").json()["version"]
+        final_doc = sync.get(f"{DOCS}/{doc}").json()["version"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(
+                w.last(data_ch) == final and w.last(doc_ch) == final_doc
+                for w in (stayed, rejoined)):
+            await asyncio.sleep(0.2)
+        caught_up = time.monotonic()
+        stop_watch.set()
+        await asyncio.gather(*watchers)
+
+    recovery = (await recovered) - restarted
+    print(f"\nNATS away {outage_s} s: {len(appends.acked)} appends and {len(patches.acked)} "
+          f"patches acknowledged ({during} appends before the restart); the subscribers "
+          f"held every event of the outage {recovery:.1f} s after NATS was started again "
+          f"(all {final - 1} appends' events {caught_up - restarted:.1f} s after); "
+          f"{rejoined.unavailable} subscribes answered unavailable meanwhile")
+    assert set(appends.statuses + patches.statuses) <= {200, 201, 503}, sorted(
+        set(appends.statuses + patches.statuses))
+    assert len(appends.acked) > 50 * outage_s // 10 and patches.acked
+    # every acknowledged write is stored, once
+    rows = sync.get(f"{DATA}/sources/{source}/data").json()["columns"]["x"]
+    assert sorted(rows) == sorted([-1.0, *appends.acked])
+    doc_values = stored_doc_values(sync, doc, cds)
+    assert sorted(v for v in doc_values if v >= 9e6) == sorted(patches.acked)
+    # every event reached both subscribers once, in order, without a resync
+    for watcher in (stayed, rejoined):
+        assert watcher.resyncs == []
+        assert watcher.seqs[data_ch] == list(range(2, final + 1))
+        assert watcher.seqs[doc_ch] == list(range(2, final_doc + 1))
+        assert sorted(watcher.values[data_ch]) == sorted(appends.acked)
+    assert rejoined.unavailable >= 1  # it did come back while NATS was away
+    assert all_ready(stack)
+
+
+async def test_redis_killed_during_appends_and_patches_loses_nothing(stack):
+    """Redis (AOF, appendfsync everysec) SIGKILLed for 8 s under appends and PATCHes,
+    then started again on its files: while it is away writes answer 503 with Retry-After
+    (never 500, never 401 for valid credentials) and the store-less services say not
+    ready; afterwards every acknowledged write is there, once."""
+    headers = login(stack)
+    sync = httpx.Client(base_url=stack.url, timeout=10, headers=headers)
+    source = sync.post(f"{DATA}/sources",
+                       json={"name": new_username(), "columns": {"x": [-1.0]}}).json()["id"]
+    doc_json = figure_doc(points=3)
+    cds = source_id(doc_json)
+    doc = sync.post(f"{DOCS}/", json={"title": new_username(), "doc": doc_json}).json()["id"]
+    stop = asyncio.Event()
+    appends, patches = Writes(), Writes()
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30, headers=headers) as c:
+        writers = [asyncio.create_task(appender(c, source, k * 1e6, stop, appends))
+                   for k in (1, 2)]
+        writers.append(asyncio.create_task(patcher(c, doc, cds, 9e6, stop, patches)))
+        await asyncio.sleep(2.0)
+        stack.server("redis").kill()
+        await asyncio.sleep(3.0)
+        assert ready(stack.server("data")) == 503 and ready(stack.server("docs")) == 503
+        await asyncio.sleep(5.0)
+        stack.restart("redis")
+        await asyncio.sleep(4.0)
+        stop.set()
+        await asyncio.gather(*writers)
+    print(f"\nRedis away 8 s: {len(appends.acked)} appends and {len(patches.acked)} patches "
+          f"acknowledged, {len(appends.refused) + len(patches.refused)} answered 503")
+    statuses = set(appends.statuses + patches.statuses)
+    assert statuses <= {200, 201, 503}, sorted(statuses)
+    assert appends.refused and appends.without_retry_after == patches.without_retry_after == 0
+    rows = sync.get(f"{DATA}/sources/{source}/data").json()["columns"]["x"]
+    assert len(rows) == len(set(rows))  # none twice
+    assert set(appends.acked) <= set(rows) <= {-1.0, *appends.acked, *appends.refused}
+    doc_values = [v for v in stored_doc_values(sync, doc, cds) if v >= 9e6]
+    assert len(doc_values) == len(set(doc_values))
+    assert set(patches.acked) <= set(doc_values) <= {*patches.acked, *patches.refused}
+    assert all_ready(stack)
