@@ -50,6 +50,17 @@ def login(stack: Stack) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def written_to(stack: Stack, headers: dict[str, str]) -> tuple[httpx.Client, str, str, str]:
+    """A client, and what the writers write to: a source (x = [-1.0]), a document and the
+    id of its ColumnDataSource."""
+    sync = httpx.Client(base_url=stack.url, timeout=10, headers=headers)
+    source = sync.post(f"{DATA}/sources",
+                       json={"name": new_username(), "columns": {"x": [-1.0]}}).json()["id"]
+    doc_json = figure_doc(points=3)
+    doc = sync.post(f"{DOCS}/", json={"title": new_username(), "doc": doc_json}).json()["id"]
+    return sync, source, doc, source_id(doc_json)
+
+
 @dataclass
 class Writes:
     """What writers sent: statuses, and the values of the acknowledged writes."""
@@ -207,12 +218,7 @@ async def test_nats_killed_during_appends_and_patches_loses_nothing(stack, outag
     order, and no resync."""
     headers, newcomer = login(stack), login(stack)
     ws_url = stack.url.replace("http://", "ws://") + "/ws"
-    sync = httpx.Client(base_url=stack.url, timeout=10, headers=headers)
-    source = sync.post(f"{DATA}/sources",
-                       json={"name": new_username(), "columns": {"x": [-1.0]}}).json()["id"]
-    doc_json = figure_doc(points=3)
-    cds = source_id(doc_json)
-    doc = sync.post(f"{DOCS}/", json={"title": new_username(), "doc": doc_json}).json()["id"]
+    sync, source, doc, cds = written_to(stack, headers)
     data_ch, doc_ch = f"data:{source}", f"doc:{doc}"
     channels = {data_ch: 1, doc_ch: 1}
 
@@ -293,12 +299,7 @@ async def test_redis_killed_during_appends_and_patches_loses_nothing(stack):
     (never 500, never 401 for valid credentials) and the store-less services say not
     ready; afterwards every acknowledged write is there, once."""
     headers = login(stack)
-    sync = httpx.Client(base_url=stack.url, timeout=10, headers=headers)
-    source = sync.post(f"{DATA}/sources",
-                       json={"name": new_username(), "columns": {"x": [-1.0]}}).json()["id"]
-    doc_json = figure_doc(points=3)
-    cds = source_id(doc_json)
-    doc = sync.post(f"{DOCS}/", json={"title": new_username(), "doc": doc_json}).json()["id"]
+    sync, source, doc, cds = written_to(stack, headers)
     stop = asyncio.Event()
     appends, patches = Writes(), Writes()
     async with httpx.AsyncClient(base_url=stack.url, timeout=30, headers=headers) as c:

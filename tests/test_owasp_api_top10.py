@@ -103,6 +103,7 @@ DATA_ROUTES = {
     "put_column": ("PUT", "/columns/z", {"values": [1.0, 2.0, 3.0]}, True),
     "replace": ("PUT", "/data", {"columns": {"x": [9.0], "y": [9.0]}}, True),
     "delete_column": ("DELETE", "/columns/y", None, True),
+    "repair": ("POST", "/repair", None, True),
     "delete": ("DELETE", "", None, True),
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -432,6 +433,41 @@ async def test_sockets_per_user_are_limited(limited):
         else:
             raise AssertionError("the closed socket's slot never came back")
         assert await pong(a2)
+
+
+async def test_a_browser_offers_its_token_as_a_subprotocol_not_in_the_url(limited):
+    """`new WebSocket(url, ["plotline", "plotline.token." + token])`: both push servers
+    accept the token there and answer the subprotocol `plotline` (a browser fails a
+    handshake that answers none of those it offered); a bad one is 4401 as ever. So no
+    credential sits in a URL, which proxies write into their error logs."""
+    from services.common.names import WS_PROTOCOL, WS_TOKEN_PREFIX
+
+    server, url = limited
+    name = new_username()
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        c.post("/api/v1/auth/register", json={"username": name, "password": "pw-123456789"})
+        token = c.post("/api/v1/auth/login", json={
+            "username": name, "password": "pw-123456789"}).json()["access_token"]
+        h = {"Authorization": f"Bearer {token}"}
+        source = c.post(f"{DATA}/sources", headers=h, json={
+            "name": "s", "columns": {"x": [1.0]}}).json()["id"]
+    async with websockets.connect(url, subprotocols=[WS_PROTOCOL, WS_TOKEN_PREFIX + token]
+                                  ) as ws:
+        assert ws.subprotocol == WS_PROTOCOL
+        answer = await subscribe(ws, f"data:{source}")  # private: only its owner may
+        assert answer["op"] == "subscribed", answer
+    async with websockets.connect(url, subprotocols=[WS_PROTOCOL]) as ws:  # anonymous
+        assert ws.subprotocol == WS_PROTOCOL
+        assert (await subscribe(ws, f"data:{source}"))["code"] == "not_found"
+    async with websockets.connect(url, subprotocols=[WS_PROTOCOL, WS_TOKEN_PREFIX + "x" * 40]
+                                  ) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await frame(ws)
+    assert closed.value.rcvd.code == 4401
+    viewer = (Path(__file__).resolve().parent.parent / "services" / "docs" / "templates" /
+              "viewer.js").read_text()
+    assert f'["{WS_PROTOCOL}", "{WS_TOKEN_PREFIX}" + o.token]' in viewer  # one set of names
+    assert "?token=" not in viewer
 
 
 async def test_losing_access_ends_the_subscription(multi_server, cast):

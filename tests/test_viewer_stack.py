@@ -270,6 +270,11 @@ def test_a_replica_restarted_then_the_other_killed_the_page_follows_it_back(
           f"{refused_connects(stack, second)}x")
     screenshot(tab, "viewer_stack_replica_rolled")
     assert all("WebSocket" in e or "Failed to load resource" in e for e in errors), errors
+    # nginx wrote the page's failed /ws connects down: with no credential in them (the
+    # page offers its token as a subprotocol, never in the URL)
+    assert refused_connects(stack, first) + refused_connects(stack, second) > 0
+    assert "token=" not in log and "token=" not in (
+        stack.directory / "nginx" / "access.log").read_text()
 
 
 def test_a_python_live_session_survives_the_kill_of_its_push_replica(replicas):

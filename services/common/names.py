@@ -44,6 +44,11 @@ DATA_ACCESS = "plotline.data.access"  # may U (via doc D / share key K) read sou
 
 # Login cookie and its CSRF companion (double-submit: the companion is readable by JS and
 # must be echoed in the CSRF header on unsafe requests that authenticate by cookie).
+# Browsers cannot set headers on a websocket: a page offers its token as a subprotocol,
+# `new WebSocket(url, [WS_PROTOCOL, WS_TOKEN_PREFIX + token])`, and push answers
+# WS_PROTOCOL. (Not ?token=: a query string lands in proxies' error logs.)
+WS_PROTOCOL = "plotline"
+WS_TOKEN_PREFIX = "plotline.token."
 SESSION_COOKIE = "plotline_session"
 CSRF_COOKIE = "plotline_csrf"
 CSRF_HEADER = "X-CSRF-Token"

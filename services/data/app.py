@@ -49,6 +49,11 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
                 return warming is None or warming.done()
 
             app.state.ready_checks["kernels"] = kernels
+
+            async def blobs() -> bool:  # reported: the rest of each source still serves
+                return not app.state.data.repo.damaged
+
+            app.state.reported_checks["blobs"] = blobs
             log.info("data ready (multi_user=%s)", settings.multi_user)
             try:
                 yield

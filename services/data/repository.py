@@ -22,17 +22,44 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 import secrets
 from typing import Any
 
 import pyarrow as pa
+from prometheus_client import Counter, Gauge
 
+from services.common.errors import Conflict
 from services.common.stores.blob import BlobNotFound, BlobStore
 from services.common.stores.kv import KVStore, VersionConflict
 
 from .columns import arrow_type, fixed_width_bytes
 
 Manifest = dict[str, Any]
+log = logging.getLogger("plotline.data")
+LOST_CHUNKS = Counter("plotline_data_lost_chunks_total",
+                      "Chunks a manifest names that the blob store no longer has")
+DAMAGED = Gauge("plotline_data_damaged_sources",
+                "Sources with rows lost from the blob store, as this replica last read them")
+
+
+def ranges_text(ranges: list[tuple[int, int]]) -> str:
+    return ",".join(f"{start}:{stop}" for start, stop in ranges)
+
+
+class ChunksLost(Conflict):
+    """Rows of a source whose chunk the blob store no longer has (it lost a blob it had
+    acknowledged): reads still answer, with those rows null and named; writes, which
+    would build on them, are refused until the owner repairs the source."""
+
+    code = "data_lost"
+
+    def __init__(self, source_id: str, ranges: list[tuple[int, int]]) -> None:
+        super().__init__(
+            f"rows {ranges_text(ranges)} of this source are missing from the blob store; "
+            f"its other rows are readable. POST .../sources/{source_id}/repair drops the "
+            "lost rows, or PUT .../sources/{id}/data replaces every row")
+        self.ranges = ranges
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -52,6 +79,8 @@ class DataRepository:
         self._total = 0
         # id -> (manifest, its key-value version) as this replica last committed it
         self._committed: dict[str, tuple[Manifest, int]] = {}
+        self._missing: set[str] = set()  # blobs found lost (each logged and counted once)
+        self._damaged: set[str] = set()
 
     async def get(self, source_id: str, *, ours: bool = False) -> tuple[Manifest, int] | None:
         """The manifest and its key-value version (a private copy: change it at will).
@@ -97,19 +126,56 @@ class DataRepository:
         return [chunk]
 
     async def load(self, manifest: Manifest) -> pa.Table:
-        """The source's visible rows (cached per version)."""
+        """The source's visible rows (cached per version); ChunksLost when the blob store
+        no longer has one of its chunks."""
+        table, lost = await self.readable(manifest)
+        if lost:
+            raise ChunksLost(manifest["id"], lost)
+        return table
+
+    async def readable(self, manifest: Manifest) -> tuple[pa.Table, list[tuple[int, int]]]:
+        """The visible rows, and the (start, stop) ranges of them lost from the blob store
+        (read as nulls: every other row keeps its index)."""
         cached = self._tables.get(manifest["id"])
         if cached and cached[0] == manifest["version"]:
-            return cached[1]
+            return cached[1], []
         schema = manifest_schema(manifest)
-        parts = []
+        parts, lost, at = [], [], -manifest["offset"]
         for chunk in manifest["chunks"]:
-            parts.append(_inline_table(chunk, schema) if "inline" in chunk
-                         else _read_ipc(await self.blobs.get(chunk["blob"])))
+            if "inline" in chunk:
+                parts.append(_inline_table(chunk, schema))
+            else:
+                try:
+                    parts.append(_read_ipc(await self.blobs.get(chunk["blob"])))
+                except BlobNotFound:
+                    self._lost(manifest["id"], chunk["blob"])
+                    parts.append(pa.table({f.name: pa.nulls(chunk["rows"], f.type)
+                                           for f in schema}, schema=schema))
+                    lost.append((max(0, at), at + chunk["rows"]))
+            at += chunk["rows"]
         table = pa.concat_tables(parts) if parts else schema.empty_table()
         table = table.slice(manifest["offset"])
+        if lost:  # (never cached: a repair, or the blob coming back, is seen at once)
+            return table, [(a, b) for a, b in lost if b > a]
+        self._damaged.discard(manifest["id"])
+        DAMAGED.set(len(self._damaged))
         self.remember(manifest, table)
-        return table
+        return table, []
+
+    def _lost(self, source_id: str, blob: str) -> None:
+        if blob not in self._missing:
+            self._missing.add(blob)
+            LOST_CHUNKS.inc()
+            log.error("source %s: chunk %s is missing from the blob store (its rows read "
+                      "as nulls; writes are refused until the source is repaired)",
+                      source_id, blob)
+        self._damaged.add(source_id)
+        DAMAGED.set(len(self._damaged))
+
+    @property
+    def damaged(self) -> set[str]:
+        """Sources found with lost chunks (and not read whole since)."""
+        return set(self._damaged)
 
     def remember(self, manifest: Manifest, table: pa.Table,
                  committed: int | None = None) -> None:

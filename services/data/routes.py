@@ -14,10 +14,12 @@ from services.common.errors import Unprocessable, errors
 from services.common.names import ARROW_STREAM, SERVICE_PREFIXES
 
 from . import columns as cols
+from .repository import ranges_text
 from .service import DataService
 
 router = APIRouter(prefix=SERVICE_PREFIXES["data"], tags=["data"])
 ARROW = ARROW_STREAM
+LOST_HEADER = "X-Plotline-Lost-Rows"  # start:stop,... of rows the blob store lost
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Rollover = Annotated[int | None, Field(default=None, ge=0)]
 
@@ -82,11 +84,16 @@ class ColumnOut(Out):
     hash: str
 
 
+LOST = Field(default_factory=list, description="[start, stop) ranges of rows the blob store "
+             "lost (read as nulls; POST .../repair drops them); empty when whole")
+
+
 class SourceOut(SourceListed):
     rollover: int | None
     created: float
     updated: float
     columns: list[ColumnOut]
+    lost: list[list[int]] = LOST
 
 
 class VersionOut(Out):
@@ -94,9 +101,14 @@ class VersionOut(Out):
     rows: int = Field(description="the source's rows after the change")
 
 
+class RepairOut(VersionOut):
+    dropped_rows: int = Field(description="rows dropped with the lost chunks (0: none lost)")
+
+
 class RowsOut(Out):
     version: int
     rows: int = Field(description="the rows in this answer")
+    lost: list[list[int]] = LOST
     columns: dict[str, list[Any] | dict[str, Any]] = Field(
         description="lists; with encoding=binary, numeric columns as Bokeh's ndarray "
         "encoding ({type: ndarray, array: {type: bytes, data: base64}, shape, dtype, order})")
@@ -194,10 +206,14 @@ async def read_rows(source_id: str, request: Request, user: DocReader, data: Dat
     names = [c for c in columns.split(",") if c] if columns else None
     m, table = await data.read(source_id, user, names, start, stop, through)
     headers = {"ETag": f'"{m["version"]}"', "X-Plotline-Version": str(m["version"])}
+    if m["lost"]:  # (Arrow answers too: their nulls say nothing of why)
+        headers[LOST_HEADER] = ranges_text(m["lost"])
     if ARROW in request.headers.get("accept", ""):
         return Response(cols.to_arrow(table), media_type=ARROW, headers=headers)
     encoded = cols.to_bokeh(table) if encoding == "binary" else cols.to_json(table)
     body = {"version": m["version"], "rows": table.num_rows, "columns": encoded}
+    if m["lost"]:
+        body["lost"] = [list(r) for r in m["lost"]]
     return Response(json.dumps(body, allow_nan=False, separators=(",", ":")),
                     media_type="application/json", headers=headers)
 
@@ -291,6 +307,16 @@ async def put_column(source_id: str, name: str, body: ColumnIn, user: CurrentUse
 async def delete_column(source_id: str, name: str, user: CurrentUser, data: Data) -> dict:
     """Remove one column."""
     return version(await data.set_column(source_id, user, name, None))
+
+
+@router.post("/sources/{source_id}/repair", response_model=RepairOut, responses=CHANGE)
+async def repair_source(source_id: str, user: CurrentUser, data: Data) -> dict:
+    """Drop the rows whose chunks the blob store lost (`lost` in the source's description,
+    `X-Plotline-Lost-Rows` on its reads), so the source takes writes again; the rows after
+    them move up. Nothing lost: nothing dropped. To rebuild them instead, PUT the whole
+    data again."""
+    m, dropped = await data.repair(source_id, user)
+    return {**version(m), "dropped_rows": dropped}
 
 
 @router.delete("/sources/{source_id}", status_code=status.HTTP_204_NO_CONTENT,

@@ -28,7 +28,7 @@ from services.common.stores.kv import VersionConflict
 from . import columns as cols
 from .config import DataSettings
 from .events import Grants
-from .repository import DataRepository, Manifest
+from .repository import ChunksLost, DataRepository, Manifest
 
 # Idempotency keys of the latest appends a source remembers (in its manifest).
 KEPT_KEYS = 64
@@ -131,14 +131,16 @@ class DataService:
                                actor=m["owner"], seq=1)
         return self.describe(m, table)
 
-    def describe(self, m: Manifest, table: pa.Table) -> dict[str, Any]:
+    def describe(self, m: Manifest, table: pa.Table, *, whole: bool = True) -> dict[str, Any]:
+        """`whole=False`: rows were lost (nulls in their place): hash, never cache."""
         key = (m["id"], m["version"])
-        hashes = self._hashes.get(key)
+        hashes = self._hashes.get(key) if whole else None
         if hashes is None:
             hashes = {name: cols.column_hash(table[name]) for name in table.column_names}
             if len(self._hashes) > 10_000:
                 self._hashes.clear()
-            self._hashes[key] = hashes
+            if whole:
+                self._hashes[key] = hashes
         return summary(m, hashes)
 
     async def list_for(self, principal: Principal | None) -> list[dict[str, Any]]:
@@ -155,23 +157,29 @@ class DataService:
     async def describe_source(self, source_id: str, principal: Principal | None,
                               via: Via = (None, None)) -> dict:
         m, _ = await self.manifest(source_id, principal, via=via)
-        return self.describe(m, await self.repo.load(m))
+        table, lost = await self.repo.readable(m)
+        return {**self.describe(m, table, whole=not lost), "lost": [list(r) for r in lost]}
 
     async def read(self, source_id: str, principal: Principal | None,
                    names: list[str] | None, start: int | None, stop: int | None,
                    via: Via = (None, None)) -> tuple[Manifest, pa.Table]:
+        """The rows asked for; rows lost from the blob store read as nulls, and the
+        manifest's `lost` (a copy) names them: [(start, stop), ...] of the whole source."""
         m, _ = await self.manifest(source_id, principal, via=via)
-        table = await self.repo.load(m)
-        return m, cols.slice_rows(cols.select(table, names), start, stop)
+        table, lost = await self.repo.readable(m)
+        return {**m, "lost": lost}, cols.slice_rows(cols.select(table, names), start, stop)
 
     async def _write(self, source_id: str, principal: Principal | None, verb: DataVerb,
-                     change: Change, *, await_ack: bool = True) -> Manifest:
-        """`await_ack=False`: publish the event without waiting for JetStream (Bus.notify)."""
+                     change: Change, *, await_ack: bool = True,
+                     reads: bool = True) -> Manifest:
+        """`await_ack=False`: publish the event without waiting for JetStream (Bus.notify).
+        `reads=False`: the change does not build on the rows (a replacement), so it works
+        on a source with lost rows too (`change` gets an empty table)."""
         async with self._locks[hash(source_id) % len(self._locks)]:
             for attempt in range(self.settings.max_write_retries):
                 m, kv_version = await self.manifest(source_id, principal, write=True,
                                                     ours=attempt == 0)
-                table = await self.repo.load(m)
+                table = await self.repo.load(m) if reads else pa.table({})
                 data, table, written, dropped = await change(m, table)
                 m["version"] += 1
                 m["rows"] = table.num_rows
@@ -248,7 +256,11 @@ class DataService:
         """Write `group` as one commit; every item's future gets its answer or its error."""
         for attempt in range(self.settings.max_write_retries):
             found = await self.repo.get(source_id, ours=attempt == 0)
-            table = await self.repo.load(found[0]) if found else None
+            lost: ChunksLost | None = None
+            try:
+                table = await self.repo.load(found[0]) if found else None
+            except ChunksLost as exc:  # told only to those who may write (below)
+                table, lost = None, exc
             live, batches, repeats = [], [], []
             keys = dict((k, (v, r)) for k, v, r in found[0].get("keys", [])) if found else {}
             for item in group:
@@ -256,6 +268,8 @@ class DataService:
                     continue
                 try:
                     await self._authorize(source_id, found, item.principal, write=True)
+                    if lost is not None:
+                        raise lost
                     assert table is not None
                     if item.key is not None and (item.key in keys or any(
                             item.key == other.key for other in live)):
@@ -364,7 +378,35 @@ class DataService:
             written, dropped = await self._rewrite(m, new)
             return {"columns": new.column_names}, new, written, dropped
 
-        return await self._write(source_id, principal, DataVerb.COLUMNS_CHANGED, change)
+        return await self._write(source_id, principal, DataVerb.COLUMNS_CHANGED, change,
+                                 reads=False)
+
+    async def repair(self, source_id: str, principal: Principal | None) -> tuple[Manifest, int]:
+        """Drop the rows whose chunks the blob store lost (the owner's call: nothing can
+        bring them back), so the source takes writes again; the rows after them move up.
+        Returns the manifest and the visible rows dropped (0: nothing was lost)."""
+        dropped_rows = 0
+
+        async def change(m: Manifest, _: pa.Table):  # type: ignore[no-untyped-def]
+            nonlocal dropped_rows
+            have = set(await self.repo.blobs.list(f"sources/{source_id}/"))
+            kept, at = [], -m["offset"]
+            for chunk in m["chunks"]:
+                if "blob" in chunk and chunk["blob"] not in have:
+                    dropped_rows += min(chunk["rows"], at + chunk["rows"]) if at < 0 \
+                        else chunk["rows"]
+                    if at < 0:
+                        m["offset"] = 0  # the window's start fell in the lost chunk
+                else:
+                    kept.append(chunk)
+                at += chunk["rows"]
+            m["chunks"] = kept
+            table = await self.repo.load(m)
+            return {"columns": table.column_names, "repaired": True}, table, [], []
+
+        m = await self._write(source_id, principal, DataVerb.COLUMNS_CHANGED, change,
+                              reads=False)
+        return m, dropped_rows
 
     async def patch(self, source_id: str, principal: Principal | None,
                     patches: Any) -> Manifest:

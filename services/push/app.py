@@ -15,7 +15,7 @@ from services.common.names import SERVICE_PREFIXES
 
 from .asgi import serve
 from .config import PushSettings
-from .handshake import Refused, Slots, admit
+from .handshake import Refused, Slots, admit, chosen_protocol
 from .hub import CONNECTIONS, Hub
 
 log = logging.getLogger("plotline.push")
@@ -24,7 +24,7 @@ router = APIRouter()
 @router.websocket(SERVICE_PREFIXES["push"])
 async def websocket(ws: WebSocket) -> None:
     state = ws.app.state
-    await ws.accept()  # refusals are close codes (handshake.py)
+    await ws.accept(subprotocol=chosen_protocol(ws))  # refusals are close codes
     try:
         principal, slot = await admit(ws, state.settings, state.authenticator, state.slots)
     except Refused as refused:

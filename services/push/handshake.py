@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 from services.common.clientaddr import client_address
 from services.common.errors import PlotlineError, Unavailable
 from services.common.identity import Principal
-from services.common.names import SESSION_COOKIE
+from services.common.names import SESSION_COOKIE, WS_PROTOCOL, WS_TOKEN_PREFIX
 
 # 4000 + the HTTP status that would say the same
 BAD_CREDENTIALS = 4401
@@ -54,23 +54,43 @@ class Slots:
             self._held[key] = held
 
 
+def offered_protocols(conn: HTTPConnection) -> list[str]:
+    return [p.strip() for p in conn.headers.get("sec-websocket-protocol", "").split(",")
+            if p.strip()]
+
+
+def chosen_protocol(conn: HTTPConnection) -> str | None:
+    """The subprotocol to answer: ours when the client offered it (a browser fails a
+    handshake whose answer names none of those it offered)."""
+    return WS_PROTOCOL if WS_PROTOCOL in offered_protocols(conn) else None
+
+
+def given_token(conn: HTTPConnection) -> str | None:
+    """A token offered as the subprotocol `plotline.token.<token>`, else ?token=."""
+    for protocol in offered_protocols(conn):
+        if protocol.startswith(WS_TOKEN_PREFIX) and len(protocol) > len(WS_TOKEN_PREFIX):
+            return protocol[len(WS_TOKEN_PREFIX):]
+    return conn.query_params.get("token") or None
+
+
 def presents_credentials(conn: HTTPConnection) -> bool:
     return bool(conn.headers.get("authorization") or conn.cookies.get(SESSION_COOKIE)
-                or conn.query_params.get("token"))
+                or given_token(conn))
 
 
 async def admit(conn: HTTPConnection, settings: Any, authenticator: Any,
                 slots: Slots) -> tuple[Principal | None, tuple[str, str]]:
     """The caller (None: anonymous) and the slot it holds (give it back on close), or
-    Refused. Credentials as for REST (header, cookie), plus ?token= for browsers. A page on
-    another site (an Origin that is neither this server's host nor a listed one: a plot
-    embedded there, or the sandboxed frame's opaque `null`) may not use its visitor's
-    cookies: it is anonymous unless it brings a token in ?token= (a scoped one, say). In
-    single-user mode, where every caller is the owner, such a page is refused."""
+    Refused. Credentials as for REST (header, cookie), plus a token for browsers (offered
+    as the subprotocol plotline.token.<token>, or in ?token=). A page on another site (an
+    Origin that is neither this server's host nor a listed one: a plot embedded there, or
+    the sandboxed frame's opaque `null`) may not use its visitor's cookies: it is
+    anonymous unless it brings a token (a scoped one, say). In single-user mode, where
+    every caller is the owner, such a page is refused."""
     origin = conn.headers.get("origin")
     foreign = bool(origin) and origin not in settings.allowed_origins and \
         urlsplit(origin).netloc != conn.headers.get("host")
-    token = conn.query_params.get("token")
+    token = given_token(conn)
     try:
         if token:
             principal = await authenticator.from_token(token, scoped=True)

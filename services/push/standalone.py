@@ -33,7 +33,7 @@ from picows import (
 )
 from starlette.requests import HTTPConnection
 
-from services.common.names import SERVICE_PREFIXES
+from services.common.names import SERVICE_PREFIXES, WS_PROTOCOL
 
 from .connection import Connection
 from .handshake import Refused, admit
@@ -164,6 +164,10 @@ def listener_factory(app: FastAPI):  # type: ignore[no-untyped-def]
     def factory(request: WSUpgradeRequest) -> Any:
         path = request.path.decode("latin-1").partition("?")[0]
         if path == ws_path:
+            offered = request.headers.get("Sec-WebSocket-Protocol") or ""
+            if WS_PROTOCOL in [p.strip() for p in offered.split(",")]:
+                return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(
+                    {"Sec-WebSocket-Protocol": WS_PROTOCOL}), PushClient(app, request))
             return PushClient(app, request)
         body = {"error": "not_found", "detail": f"no route for {path}"}
         return _answer(404, json.dumps(body).encode(), "application/json")

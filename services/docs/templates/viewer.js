@@ -314,7 +314,10 @@
 
     function connect() {
       if (stopped) { return; }
-      socket = new WebSocket(o.ws + (o.token ? "?token=" + encodeURIComponent(o.token) : ""));
+      // the token as a subprotocol, never in the URL (which proxies write in their logs);
+      // the names are services/common/names.py's WS_PROTOCOL, WS_TOKEN_PREFIX
+      socket = o.token ? new WebSocket(o.ws, ["plotline", "plotline.token." + o.token])
+                       : new WebSocket(o.ws);
       socket.onopen = function () { channels().forEach(subscribe); };
       socket.onmessage = function (message) { receive(JSON.parse(message.data)); };
       socket.onclose = function (event) {
