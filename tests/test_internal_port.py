@@ -172,3 +172,21 @@ def _no_lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         yield
 
     return nothing()
+
+
+async def test_readiness_turns_false_the_moment_the_server_is_told_to_stop(monkeypatch):
+    """SIGTERM sets Stopping.now before the server stops accepting: a load balancer that
+    still routes here sees 503 first. Reported checks are listed without deciding."""
+    from services.common.internal import Stopping
+
+    up = fake_app(True, store=True)
+
+    async def away() -> bool:
+        return False
+
+    up.state.reported_checks = {"nats": away}
+    status, _, body = await answer({"docs": up}, "GET", "/readyz")
+    assert status == 200 and b'"docs.nats": false' in body  # shown, not deciding
+    monkeypatch.setattr(Stopping, "now", True)
+    status, _, body = await answer({"docs": up}, "GET", "/readyz")
+    assert status == 503 and b'"stopping": true' in body

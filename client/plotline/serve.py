@@ -207,9 +207,15 @@ async def _http_server(app: Any, args: argparse.Namespace) -> None:
         log_dictconfig={"loggers": {"_granian": {"propagate": True},
                                     "granian.access": {"propagate": True}}})
     logging.getLogger("_granian").addFilter(_QuietExperimental())
+    from services.common.internal import Stopping
+
+    def stop() -> None:  # not ready first, then stop accepting and finish what is in flight
+        Stopping.now = True
+        server.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.stop)
+        loop.add_signal_handler(sig, stop)
     await server.serve()
 
 

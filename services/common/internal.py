@@ -21,6 +21,13 @@ log = logging.getLogger("plotline.internal")
 READ_TIMEOUT_S = 5.0
 
 
+class Stopping:
+    """Set by the server's SIGTERM handler before it stops: /readyz says 503 from then on,
+    so a load balancer that still routes here learns it first."""
+
+    now = False
+
+
 async def readiness(apps: dict[str, Any]) -> tuple[bool, dict[str, bool]]:
     """Ready when every service's lifespan has started and each of its ready checks
     passes; its reported checks are listed too, without deciding."""
@@ -37,7 +44,9 @@ async def readiness(apps: dict[str, Any]) -> tuple[bool, dict[str, bool]]:
                 if kind == "ready_checks":
                     required.append(passed)
     started = all(getattr(app.state, "started", False) for app in apps.values())
-    return started and all(required), checks
+    if Stopping.now:
+        checks["stopping"] = True
+    return started and all(required) and not Stopping.now, checks
 
 
 async def answer(apps: dict[str, Any], method: str, path: str) -> tuple[int, str, bytes]:

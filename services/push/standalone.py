@@ -33,6 +33,7 @@ from picows import (
 )
 from starlette.requests import HTTPConnection
 
+from services.common.internal import Stopping
 from services.common.names import SERVICE_PREFIXES, WS_PROTOCOL
 
 from .connection import Connection
@@ -189,6 +190,7 @@ async def run(app: FastAPI, host: str, port: int) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopped.set)
         await stopped.wait()
+        Stopping.now = True  # /readyz: 503 from here on
         log.info("push stopping: closing %d connections with 1001", len(_open))
         server.close()
         for transport in list(_open):  # clients reconnect elsewhere with `since`
