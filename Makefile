@@ -10,7 +10,7 @@ SYS_STAMP := .build/system.ok
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: help install run stack test lint format bench helm-lint clean
+.PHONY: help install run stack test faults lint format bench helm-lint clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -41,6 +41,9 @@ stack: install ## Start the local distributed stack (NATS, Redis, Azurite, nginx
 
 test: install ## Run the whole test suite against real NATS, Redis and Azurite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+faults: install ## SIGKILL NATS, Redis, Azurite and services on the local stack under load
+	$(BIN)/pytest -m faults tests/test_faults.py $(PYTEST_ARGS)
 
 lint: $(PY_STAMP) ## Static checks (ruff)
 	$(BIN)/ruff check services client tests bench examples
