@@ -197,9 +197,10 @@ def check_operations(objects: list[dict[str, Any]], values: dict[str, Any],
             raise Failed(f"{len(monitors)} ServiceMonitors, expected one per service")
     elif monitors:
         raise Failed("ServiceMonitors rendered although metrics.serviceMonitor is off")
-    say("ok", f"operations, {label}: spread over "
-        f"{values['topologySpread']['topologyKeys'] if values['topologySpread']['enabled'] else 'nothing'}"
-        f", grace {grace} s, {len(monitors)} ServiceMonitor(s)")
+    spread_over = values["topologySpread"]
+    keys = spread_over["topologyKeys"] if spread_over["enabled"] else "nothing"
+    say("ok", f"operations, {label}: spread over {keys}, grace {grace} s, "
+        f"{len(monitors)} ServiceMonitor(s)")
 
 
 def merged(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
