@@ -200,21 +200,21 @@ class Bus:
         while True:
             await asyncio.sleep(ACK_TIMEOUT_S / 2)
             cutoff = time.monotonic() - ACK_TIMEOUT_S
-            late = [(k, v) for k, v in self._unacked.items() if v[0] < cutoff]
-            if late:  # (and every newer unacked one with it, to keep the order)
-                subject, key, payload = late[0][1][1], late[0][0], late[0][1][2]
-                self._unacked.pop(key)[3].cancel()  # (frees nats-py's slot for it)
+            if any(sent < cutoff for sent, *_ in self._unacked.values()):
                 with contextlib.suppress(Exception):
-                    await self._hold(subject, key, payload, "no ack in time")
+                    await self._spill("no ack in time")  # (every newer one with it)
 
     async def _hold(self, subject: str, msg_id: str, payload: bytes, why: str) -> None:
-        if self._unacked:  # older events still awaiting their ack go first, in order
-            spilled = list(self._unacked.items())
-            self._unacked.clear()
-            for key, (_, older_subject, older_payload, future) in spilled:
-                future.cancel()  # (a late ack is a repeat the server deduplicates)
-                await self._put(older_subject, key, older_payload, "ahead of a queued one")
+        await self._spill("ahead of a queued one")  # older events first, in order
         await self._put(subject, msg_id, payload, why)
+
+    async def _spill(self, why: str) -> None:
+        """Every event still awaiting its ack to the outbox, oldest first."""
+        spilled = list(self._unacked.items())
+        self._unacked.clear()
+        for key, (_, subject, payload, future) in spilled:
+            future.cancel()  # (frees nats-py's slot; a late ack is a deduplicated repeat)
+            await self._put(subject, key, payload, why)
 
     async def _put(self, subject: str, msg_id: str, payload: bytes, why: str) -> None:
         try:
