@@ -179,7 +179,8 @@ class RawHttp(asyncio.Protocol):
             self.body.append(bytes(data))
         if self.got >= self.length:
             self.length = -1
-            self.waiter.set_result((self.status, self.got, b"".join(self.body)))
+            if not self.waiter.done():  # (the connection may have been lost meanwhile)
+                self.waiter.set_result((self.status, self.got, b"".join(self.body)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.waiter and not self.waiter.done():

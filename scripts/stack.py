@@ -67,10 +67,12 @@ from servers import (  # noqa: E402
 from services.common.names import SERVICE_PREFIXES, SERVICES, nats_env, nats_user  # noqa: E402
 
 PUSH_REPLICAS = 2
+# Replicas per service (bench/scale.py asks for others): push's are named push-1, push-2, …;
+# a service with more than one gets <name>-1, <name>-2, … too, else just its name.
+REPLICAS = {"auth": 1, "docs": 1, "data": 1, "push": PUSH_REPLICAS}
 BLOB_SERVICES = ("docs", "data")  # as the chart's plotline.blobServices
 WS_TIMEOUT = "3600s"  # websockets are long-lived; the Ingress annotations say the same
-STATE = ("nats", "redis", "azurite", "nginx", "auth", "docs", "data",
-         *(f"push-{i}" for i in range(1, PUSH_REPLICAS + 1)))
+STATE = ("nats", "redis", "azurite", "nginx")  # and each service process's own (--fresh)
 NGINX_TEMPS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 MARKER = ".plotline-stack"  # only a directory holding it may have its state removed
 APPENDFSYNC = "everysec"  # Redis: see the module's docstring
@@ -162,6 +164,10 @@ def nginx_conf(root: Path, port: int, ports: dict[str, list[int]]) -> str:
     upstreams = "".join(
         f"    upstream plotline_{name} {{\n"
         + ("        least_conn;\n        zone plotline_push 64k;\n" if name == "push"
+           # data: one source's requests to one replica (its id is in the path), so its
+           # appends meet in one group commit instead of racing each other's
+           # compare-and-set from two replicas (bench/scale.py: 5x the CPU per append)
+           else "        hash $uri consistent;\n        keepalive 16;\n" if name == "data"
            else "        keepalive 16;\n")
         # push: max_fails=0, or one refused connect to a replica that died marks it down
         # for fail_timeout, and a websocket holds the mark long after: a restarted replica
@@ -285,12 +291,20 @@ def _refuse_running(directory: Path) -> None:
                          f"stop it first (Ctrl-C there, or kill {pid})")
 
 
+def process_names(replicas: dict[str, int]) -> list[str]:
+    """One name per service process, in start order (see REPLICAS)."""
+    return [name if replicas[name] == 1 and name != "push" else f"{name}-{i}"
+            for name in REPLICAS for i in range(1, replicas[name] + 1)]
+
+
 def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
-                detach: bool = False, fresh: bool = False) -> Stack:
+                detach: bool = False, fresh: bool = False,
+                replicas: dict[str, int] | None = None) -> Stack:
     """Start the whole stack under `directory`, on the state a previous run left there
     (`fresh`: removed first); on any failure or interruption, stop what was started and
     re-raise."""
     directory = directory.resolve()
+    counts = {**REPLICAS, **(replicas or {})}
     _refuse_running(directory)
     if directory.is_dir() and any(directory.iterdir()) and not (directory / MARKER).exists():
         raise SystemExit(f"{directory} is neither empty nor a stack's directory; "
@@ -298,7 +312,7 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).write_text("scripts/stack.py: its state; --fresh removes it\n")
     if fresh:
-        for name in STATE:
+        for name in (*STATE, *process_names(counts)):
             shutil.rmtree(directory / name, ignore_errors=True)
     url = f"http://127.0.0.1:{port}"
     # Hold nginx's port until nginx starts: nginx would fail only later, and less clearly,
@@ -327,7 +341,7 @@ def start_stack(directory: Path, port: int = 5006, multi_user: bool = True,
         _parallel(infra_starters({}), started)
         infra = {s.name: s for s in started}
         starters.update(infra_starters({name: s.port for name, s in infra.items()}))
-        names = ["auth", "docs", "data", *(f"push-{i}" for i in range(1, PUSH_REPLICAS + 1))]
+        names = process_names(counts)
 
         # each service's port is held from now until it starts: ports picked one by one
         # while others start could repeat, and two services would then share one
