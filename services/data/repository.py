@@ -58,7 +58,7 @@ class ChunksLost(Conflict):
         super().__init__(
             f"rows {ranges_text(ranges)} of this source are missing from the blob store; "
             f"its other rows are readable. POST .../sources/{source_id}/repair drops the "
-            "lost rows, or PUT .../sources/{id}/data replaces every row")
+            f"lost rows, or PUT .../sources/{source_id}/data replaces every row")
         self.ranges = ranges
 
 

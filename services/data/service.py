@@ -389,12 +389,12 @@ class DataService:
 
         async def change(m: Manifest, _: pa.Table):  # type: ignore[no-untyped-def]
             nonlocal dropped_rows
+            dropped_rows = 0  # (counted afresh when a lost race makes _write call again)
             have = set(await self.repo.blobs.list(f"sources/{source_id}/"))
             kept, at = [], -m["offset"]
             for chunk in m["chunks"]:
                 if "blob" in chunk and chunk["blob"] not in have:
-                    dropped_rows += min(chunk["rows"], at + chunk["rows"]) if at < 0 \
-                        else chunk["rows"]
+                    dropped_rows += chunk["rows"] + min(0, at)  # (its visible rows)
                     if at < 0:
                         m["offset"] = 0  # the window's start fell in the lost chunk
                 else:
