@@ -1,8 +1,8 @@
 """`make stack`: the local distributed stack, the production shape on one machine.
 
 Starts, all on 127.0.0.1 and each on a free port: nats-server with JetStream (the venv's),
-redis-server, Azurite's blob service (from node_modules, always --disableTelemetry), one
-`plotline serve <service>` process per service (push twice), and nginx in front of them on
+redis-server, Azurite's blob service (from node_modules, always --disableTelemetry), two
+`plotline serve <service>` processes per service (REPLICAS), and nginx in front of them on
 one port as the ingress. Each service is configured only by its PLOTLINE_<SERVICE>_*
 environment, as the Helm chart configures it (deploy/helm/plotline/templates/_helpers.tpl,
 `plotline.env`): NATS URL and credentials, Redis for its key-value store under its own
@@ -26,7 +26,10 @@ cost on every request; the chart's values offer both).
 
 A process that dies is started again, as Kubernetes restarts a crashed container: with
 the same ports, environment and state, after a back-off that doubles from 1 s to 30 s
-while it keeps dying (its previous log kept beside as <name>.log.prev).
+while it keeps dying (its previous log kept beside as <name>.log.prev). SIGHUP to this
+script restarts every service process one at a time, as a rolling update does (SIGTERM,
+wait for it to exit, start it, wait until ready): with two replicas of each, no client
+sees a failed request (tests/test_faults.py).
 
 The servers are started by tests/servers.py's starters, each in a session of its own, so
 Ctrl-C or SIGTERM reaches this script only, which then stops them by PID in order: nginx,
@@ -66,10 +69,11 @@ from servers import (  # noqa: E402
 
 from services.common.names import SERVICE_PREFIXES, SERVICES, nats_env, nats_user  # noqa: E402
 
-PUSH_REPLICAS = 2
-# Replicas per service (bench/scale.py asks for others): push's are named push-1, push-2, …;
-# a service with more than one gets <name>-1, <name>-2, … too, else just its name.
-REPLICAS = {"auth": 1, "docs": 1, "data": 1, "push": PUSH_REPLICAS}
+# Replicas per service: two of each, so that one can stop (a crash, a rolling restart)
+# while the other serves. start_stack(replicas=) asks for others (bench/scale.py, and
+# tests/test_faults.py's one-of-each stack, where a kill is felt). A service with more
+# than one names them <name>-1, <name>-2, …, else just <name>; push always has numbers.
+REPLICAS = {"auth": 2, "docs": 2, "data": 2, "push": 2}
 BLOB_SERVICES = ("docs", "data")  # as the chart's plotline.blobServices
 WS_TIMEOUT = "3600s"  # websockets are long-lived; the Ingress annotations say the same
 STATE = ("nats", "redis", "azurite", "nginx")  # and each service process's own (--fresh)
@@ -77,6 +81,8 @@ NGINX_TEMPS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 MARKER = ".plotline-stack"  # only a directory holding it may have its state removed
 APPENDFSYNC = "everysec"  # Redis: see the module's docstring
 RESTART_BACKOFF = (1.0, 30.0)  # first and longest wait before starting a dead process again
+SHUTDOWN_S = 25.0  # after SIGTERM, before SIGKILL: the chart's shutdownSeconds
+DRAIN_S = 1.0  # after SIGTERM, each HTTP service answers this long, closing connections
 
 
 @dataclass
@@ -113,6 +119,23 @@ class Stack:
         self.write_state()
         return again
 
+    def roll(self, name: str) -> Server:
+        """Replace `name` as a rolling update replaces a pod: SIGTERM (it says not ready,
+        stops accepting, finishes what is in flight, publishes its outbox, closes
+        websockets with a reconnect hint), wait for it to exit, start it again; back once
+        ready. Raises when it was still running SHUTDOWN_S after SIGTERM (then SIGKILLed),
+        as Kubernetes kills a pod past its grace period."""
+        old = self.server(name)
+        old.stop(SHUTDOWN_S)
+        if old.process.returncode == -signal.SIGKILL:
+            raise RuntimeError(f"{name} was still running {SHUTDOWN_S:.0f} s after SIGTERM "
+                               f"and was killed (log: {old.log})")
+        return self.restart(name)
+
+    def services(self) -> list[str]:
+        """The service processes' names, in start order."""
+        return [s.name for s in self.servers if s.internal_url]
+
     def write_state(self) -> None:
         (self.directory / "stack.json").write_text(json.dumps({
             "pid": os.getpid(), "url": self.url, "multi_user": self.multi_user,
@@ -137,6 +160,10 @@ def service_env(service: str, *, nats_url: str, nats_password: str, redis_url: s
         env[p + "TRUSTED_PROXIES"] = '["127.0.0.1/32"]'
     if service != "push":
         env[p + "KV_URL"] = f"{redis_url}?prefix=plotline:{service}:"
+        # (not the chart's: there the preStop sleep lets the Ingress drop the pod first;
+        # this nginx learns of a stopping replica only from its answers, see
+        # ServiceSettings.drain_seconds)
+        env[p + "DRAIN_SECONDS"] = str(DRAIN_S)
     if service in BLOB_SERVICES:
         env[p + "BLOB_URL"] = f"azure://plotline-{service}"
         env[p + "AZURE_CONNECTION_STRING"] = azure
@@ -169,12 +196,14 @@ def nginx_conf(root: Path, port: int, ports: dict[str, list[int]]) -> str:
            # compare-and-set from two replicas (bench/scale.py: 5x the CPU per append)
            else "        hash $uri consistent;\n        keepalive 16;\n" if name == "data"
            else "        keepalive 16;\n")
-        # push: max_fails=0, or one refused connect to a replica that died marks it down
-        # for fail_timeout, and a websocket holds the mark long after: a restarted replica
-        # then got one new socket per 10 s, and when the other died every page met 502s
-        # for ~12 s (tests/test_viewer_stack.py). nginx still tries the next server.
-        + "".join(f"        server 127.0.0.1:{p}{' max_fails=0' if name == 'push' else ''};\n"
-                  for p in service_ports)
+        # max_fails=0 (ingress-nginx's default too): nginx's own, 1 in 10 s, marks a
+        # replica down after one refused connect. For push a websocket then held the mark
+        # long after: a restarted replica got one new socket per 10 s, and when the other
+        # died every page met 502s for ~12 s (tests/test_viewer_stack.py). For the others,
+        # a rolling restart stopped the second replica while the first, back and ready,
+        # was still marked down: "no live upstreams", 502. A refused connect is still
+        # passed on to the next server at once, POSTs too (nothing was sent).
+        + "".join(f"        server 127.0.0.1:{p} max_fails=0;\n" for p in service_ports)
         + "    }\n" for name, service_ports in ports.items())
     forwarded = ("proxy_set_header Host $http_host;",  # keeps the port (links, Origin)
                  "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
@@ -275,8 +304,26 @@ def _parallel(starters: dict[str, Callable[[], Server]], started: list[Server]) 
 
 
 def _stop_all(servers: list[Server]) -> None:
+    """In reverse start order: nginx, then every service at once (each drains, publishes
+    its outbox, closes its sockets), then Azurite, Redis and NATS."""
+    running = [s for s in servers if s.internal_url and s.process.poll() is None]
+    signalled = False
     for server in reversed(servers):
-        server.stop()
+        if not server.internal_url:
+            server.stop()
+            continue
+        if not signalled:  # one SIGTERM each: a second would cut its drain short
+            for each in running:
+                each.process.terminate()
+            signalled = True
+        _wait(server)
+
+
+def _wait(server: Server, timeout: float = SHUTDOWN_S) -> None:
+    try:
+        server.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 def _refuse_running(directory: Path) -> None:
@@ -426,17 +473,41 @@ def describe(stack: Stack) -> str:
             log = f"{log}, nginx/error.log, nginx/access.log"
         internal = f" (internal {s.internal_url})" if s.internal_url else ""
         lines.append(f"  {s.name:8} pid {s.process.pid:<8} {s.url:44} {log}{internal}")
-    lines.append(f"\nPlotline is at {stack.url}/  (Ctrl-C or SIGTERM stops everything)")
+    lines.append(f"\nPlotline is at {stack.url}/  (Ctrl-C or SIGTERM stops everything; "
+                 f"kill -HUP {os.getpid()} restarts every service, one replica at a time)")
     return "\n".join(lines)
 
 
-def supervise(stack: Stack) -> None:
+def roll_all(stack: Stack) -> None:
+    """A rolling restart of every service process, one at a time (as `kubectl rollout
+    restart` does): each picks up the code as it is now while its twin serves."""
+    started = time.monotonic()
+    for name in stack.services():
+        began = time.monotonic()
+        try:
+            again = stack.roll(name)
+        except RuntimeError as exc:  # the supervisor starts what exited
+            print(f"rolling restart: {exc}", file=sys.stderr, flush=True)
+            continue
+        print(f"  {name} restarted (pid {again.process.pid}) in "
+              f"{time.monotonic() - began:.1f} s", flush=True)
+    print(f"rolling restart done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def supervise(stack: Stack, roll: list[bool] | None = None) -> None:
     """Start each process that dies again, as Kubernetes would, until interrupted: the
-    wait doubles from RESTART_BACKOFF[0] to [1] while it keeps dying within a minute."""
+    wait doubles from RESTART_BACKOFF[0] to [1] while it keeps dying within a minute.
+    Whenever `roll` holds a request (SIGHUP), restart every service, one at a time."""
     first, longest = RESTART_BACKOFF
     waits: dict[str, float] = {}
     up_since: dict[str, float] = {}
+    roll = [] if roll is None else roll
     while True:
+        if roll:
+            roll.clear()
+            print("SIGHUP: a rolling restart of every service, one replica at a time",
+                  flush=True)
+            roll_all(stack)
         dead = stack.dead()
         if dead is None:
             time.sleep(0.5)
@@ -463,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="stack.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__, epilog="Routes through nginx: " + ", ".join(
             f"{prefix} -> {name}" for name, prefix in SERVICE_PREFIXES.items())
-        + f" ({PUSH_REPLICAS} replicas), everything else -> docs (pages).")
+        + ", everything else -> docs (pages); each service runs "
+        + ", ".join(f"{n} x{k}" for n, k in REPLICAS.items()) + ".")
     parser.add_argument("--dir", type=Path, default=REPO / ".stack",
                         help="where state, logs and nginx.conf go (default: %(default)s); "
                              "the previous run's state there is kept (a directory that "
@@ -488,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    roll: list[bool] = []
+    signal.signal(signal.SIGHUP, lambda _s, _f: roll.append(True))
     stack, status = None, 0
     try:
         print(f"starting the stack in {args.dir.resolve()} …", flush=True)
@@ -496,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
                             fresh=args.fresh)
         print(describe(stack), f"(started in {time.monotonic() - t0:.1f} s)", sep="\n",
               flush=True)
-        supervise(stack)
+        supervise(stack, roll)
     except KeyboardInterrupt:
         if stack is None:
             print("interrupted while starting; what had started is stopped", file=sys.stderr)

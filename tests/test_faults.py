@@ -37,9 +37,23 @@ AUTH, DOCS, DATA = "/api/v1/auth", "/api/v1/docs", "/api/v1/data"
 PASSWORD = "correct horse battery"
 
 
+# One replica of each HTTP service, push two: a kill is then felt by every client (the
+# harshest case; nginx answers 502 while the one data or docs process is away). The rolling
+# restart runs on the stack's own default, two of each.
+ONE_OF_EACH = {"auth": 1, "docs": 1, "data": 1}
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("faults"), free_port())
+    running = start_stack(tmp_path_factory.mktemp("faults"), free_port(),
+                          replicas=ONE_OF_EACH)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def two_of_each(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("rolling"), free_port())
     yield running
     running.stop()
 
@@ -73,6 +87,10 @@ class Writes:
     acked: list[float] = field(default_factory=list)
     refused: list[float] = field(default_factory=list)  # not 2xx: may or may not be in
     without_retry_after: int = 0  # 503s that did not say when to retry
+    errors: list[str] = field(default_factory=list)  # why a request got no answer
+
+    def unanswered(self, exc: httpx.HTTPError) -> None:
+        self.errors.append(f"{exc.request.method} {exc.request.url.path}: {exc!r}")
 
     def note(self, value: float, response: httpx.Response | None) -> None:
         status = response.status_code if response is not None else 0  # 0: no answer
@@ -94,11 +112,23 @@ async def appender(c: httpx.AsyncClient, source: str, base: float, stop: asyncio
         try:
             r = await c.post(f"{DATA}/sources/{source}/append",
                              json={"columns": {"x": [value + i for i in range(rows)]}})
-        except httpx.HTTPError:
-            r = None  # no answer at all: counted, and it must not happen
+        except httpx.HTTPError as exc:  # no answer at all: counted, and it must not happen
+            r = out.unanswered(exc)
         out.note(value, r)
         n += 1
         await asyncio.sleep(0.03)
+
+
+async def asker(c: httpx.AsyncClient, method: str, path: str, stop: asyncio.Event,
+                out: Writes, body: dict | None = None, pause: float = 0.05) -> None:
+    """The same request again and again, each answer's status noted."""
+    while not stop.is_set():
+        try:
+            r = await c.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            r = out.unanswered(exc)
+        out.note(0.0, r)
+        await asyncio.sleep(pause)
 
 
 async def patcher(c: httpx.AsyncClient, doc: str, cds: str, base: float,
@@ -110,8 +140,8 @@ async def patcher(c: httpx.AsyncClient, doc: str, cds: str, base: float,
                  "data": {"x": [value], "y": [value]}, "rollover": None}
         try:
             r = await c.patch(f"{DOCS}/{doc}", json={"events": [event]})
-        except httpx.HTTPError:
-            r = None
+        except httpx.HTTPError as exc:
+            r = out.unanswered(exc)
         out.note(value, r)
         n += 1
         await asyncio.sleep(0.1)
@@ -486,3 +516,149 @@ async def test_a_service_killed_mid_write_keeps_every_acknowledged_write(stack, 
     holes = [(a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
     assert all(any(a < r["seq"] <= b for r in watcher.resyncs) for a, b in holes), holes
     assert all_ready(stack)
+
+
+async def test_a_rolling_restart_of_every_service_fails_no_request(two_of_each):
+    """The stack's default shape, two replicas of every service, under steady load: appends
+    to four sources, document PATCHes, reads with a JWT and with an API key, logins, and 20
+    websocket subscribers. Every replica in turn gets SIGTERM, exits, is started again and
+    becomes ready before the next (a rolling update). No request the clients sent fails
+    (every answer 2xx, none refused or dropped), every write is stored once, and each
+    subscriber ends holding every event once, in order, with no resync: those on a push
+    replica that stopped came back on the other with `since`."""
+    stack = two_of_each
+    headers = login(stack)
+    ws_url = stack.url.replace("http://", "ws://") + "/ws"
+    sync, _, doc, cds = written_to(stack, headers)
+    key = sync.post(f"{AUTH}/apikeys", json={"name": "rolling"}).json()["key"]
+    name = sync.get(f"{AUTH}/me").json()["username"]
+    sources = [sync.post(f"{DATA}/sources", json={"name": new_username(),
+                                                  "columns": {"x": [-1.0]}}).json()["id"]
+               for _ in range(4)]  # the hash puts some on each data replica
+    channels = {**{f"data:{s}": 1 for s in sources}, f"doc:{doc}": 1}
+    stop_writes, stop_watch = asyncio.Event(), asyncio.Event()
+    watchers = [Watcher() for _ in range(20)]
+    watching = [asyncio.create_task(watch(ws_url, headers, channels, w, stop_watch))
+                for w in watchers]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+            w.subscribed >= len(channels) for w in watchers):
+        await asyncio.sleep(0.1)
+    appends, patches, reads = [Writes() for _ in sources], Writes(), Writes()
+    with_key = {"Authorization": f"Bearer {key}"}
+    rolled: dict[str, float] = {}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30, headers=headers) as c, \
+            httpx.AsyncClient(base_url=stack.url, timeout=30, headers=with_key) as keyed, \
+            httpx.AsyncClient(base_url=stack.url, timeout=30) as anonymous:
+        writers = [asyncio.create_task(appender(c, s, 1e6 * (k + 1), stop_writes, appends[k]))
+                   for k, s in enumerate(sources)]
+        writers += [
+            asyncio.create_task(patcher(c, doc, cds, 9e6, stop_writes, patches)),
+            asyncio.create_task(asker(c, "GET", f"{DOCS}/{doc}", stop_writes, reads)),
+            asyncio.create_task(asker(c, "GET", f"{DATA}/sources/{sources[0]}",
+                                      stop_writes, reads)),
+            asyncio.create_task(asker(c, "GET", f"{AUTH}/me", stop_writes, reads)),
+            asyncio.create_task(asker(keyed, "GET", f"{DOCS}/", stop_writes, reads)),
+            asyncio.create_task(asker(keyed, "GET", f"{DATA}/sources", stop_writes, reads)),
+            asyncio.create_task(asker(anonymous, "POST", f"{AUTH}/login", stop_writes, reads,
+                                      body={"username": name, "password": PASSWORD},
+                                      pause=0.5))]
+        await asyncio.sleep(2.0)
+        before = {s.name: s.process.pid for s in stack.servers}
+        for replica in stack.services():
+            began = time.monotonic()
+            await asyncio.to_thread(stack.roll, replica)
+            rolled[replica] = time.monotonic() - began
+            await asyncio.sleep(1.0)  # steady load on the whole stack again
+        await asyncio.sleep(2.0)
+        stop_writes.set()
+        await asyncio.gather(*writers)
+    finals = {f"data:{s}": sync.get(f"{DATA}/sources/{s}").json()["version"]
+              for s in sources}
+    finals[f"doc:{doc}"] = sync.get(f"{DOCS}/{doc}").json()["version"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+            w.last(ch) == v for w in watchers for ch, v in finals.items()):
+        await asyncio.sleep(0.2)
+    stop_watch.set()
+    await asyncio.gather(*watching)
+
+    everything = [*appends, patches, reads]
+    sent = sum(len(w.statuses) for w in everything)
+    moved = sum(w.subscribed > len(channels) for w in watchers)
+    print(f"\nrolling restart of {len(rolled)} service processes ("
+          + ", ".join(f"{n} {t:.1f} s" for n, t in rolled.items())
+          + f"): {sent} requests, {sum(len(w.acked) for w in appends)} appends and "
+          f"{len(patches.acked)} patches acknowledged; {moved} of 20 subscribers moved "
+          f"replica and resumed with since")
+    assert set(rolled) == {s.name for s in stack.servers if s.internal_url}
+    assert all(before[n] != stack.server(n).process.pid for n in rolled)
+    failed = [s for w in everything for s in w.statuses if not 200 <= s < 300]
+    assert failed == [], (f"{len(failed)} of {sent} requests failed: {sorted(set(failed))}",
+                          [e for w in everything for e in w.errors])
+    assert all(len(w.acked) > 100 for w in appends) and len(reads.acked) > 500
+    for k, s in enumerate(sources):  # every write stored, once
+        rows = sync.get(f"{DATA}/sources/{s}/data").json()["columns"]["x"]
+        assert sorted(rows) == sorted([-1.0, *appends[k].acked])
+    assert sorted(v for v in stored_doc_values(sync, doc, cds) if v >= 9e6) == sorted(
+        patches.acked)
+    assert moved >= 5  # the push replicas' restarts did move sockets
+    for w in watchers:  # every event once, in order, no resync
+        assert w.resyncs == []
+        for k, s in enumerate(sources):
+            assert w.seqs[f"data:{s}"] == list(range(2, finals[f"data:{s}"] + 1))
+            assert sorted(w.values[f"data:{s}"]) == sorted(appends[k].acked)
+        assert w.seqs[f"doc:{doc}"] == list(range(2, finals[f"doc:{doc}"] + 1))
+
+
+def test_the_stack_script_restarts_a_dead_process_and_rolls_on_sighup(tmp_path):
+    """`make stack` as a person runs it: a service process SIGKILLed is started again by
+    the script; SIGHUP restarts every service process one at a time; SIGTERM stops it all
+    and the script exits 0."""
+    import os
+    import signal
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "stack.py"
+    out = tmp_path / "stack.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, str(script), "--dir", str(tmp_path / "s"),
+                                 "--port", str(free_port())],
+                                stdout=sink, stderr=subprocess.STDOUT)
+
+    def said(text: str, within: float = 120) -> str:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if text in (log := out.read_text()):
+                return log
+            assert proc.poll() is None, log
+            time.sleep(0.2)
+        raise AssertionError(f"no {text!r} in:\n{out.read_text()}")
+
+    try:
+        started = said("Plotline is at")
+        assert f"kill -HUP {proc.pid}" in started
+        state = json.loads((tmp_path / "s" / "stack.json").read_text())["servers"]
+        assert {n for n in state if n.partition("-")[0] in ("auth", "docs", "data", "push")} \
+            == {f"{n}-{i}" for n in ("auth", "docs", "data", "push") for i in (1, 2)}
+        os.kill(state["docs-1"]["pid"], signal.SIGKILL)
+        said("docs-1 running again")
+        proc.send_signal(signal.SIGHUP)
+        log = said("rolling restart done", within=180)
+        assert "rolling restart:" not in log  # (what a failed replacement would print)
+        after = json.loads((tmp_path / "s" / "stack.json").read_text())["servers"]
+        for name in ("auth-1", "auth-2", "docs-1", "docs-2", "data-1", "data-2", "push-1",
+                     "push-2"):
+            assert f"{name} restarted" in log and after[name]["pid"] != state[name]["pid"]
+        assert after["nats"]["pid"] == state["nats"]["pid"]  # the infrastructure stays
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0
+        assert "stopped" in out.read_text()
+    finally:
+        if proc.poll() is None:  # (a failure above) SIGTERM: the script stops what it started
+            proc.terminate()
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

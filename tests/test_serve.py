@@ -66,6 +66,54 @@ def test_embedded_mode_starts_private_nats_and_sigterm_stops_everything(tmp_path
         server.stop()
 
 
+def _get_on(sock, path: str) -> tuple[bytes, bool]:
+    """(head, closed): one GET on an open keep-alive socket; `closed` when the server then
+    closed the connection (EOF within a second)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    sock.settimeout(1.0)
+    try:
+        closed = sock.recv(1) == b""
+    except TimeoutError:
+        closed = False
+    return head.lower(), closed
+
+
+def test_sigterm_with_a_drain_answers_on_but_closes_each_connection(tmp_path):
+    """PLOTLINE_<SERVICE>_DRAIN_SECONDS (the stack sets 1): after SIGTERM, /readyz says 503
+    at once, requests are still answered, each with `Connection: close` and the connection
+    then closed by the server (a proxy's pooled connection ends with an answer, never
+    under a request); after the drain the process exits by itself."""
+    import socket
+
+    server = start_plotline(tmp_path, env={"PLOTLINE_DOCS_DRAIN_SECONDS": "3"})
+    try:
+        path = f"{AUTH}/.well-known/jwks.json"
+        with socket.create_connection(("127.0.0.1", server.port)) as kept:
+            head, closed = _get_on(kept, path)
+            assert head.startswith(b"http/1.1 200") and not closed  # kept alive
+            server.process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            time.sleep(0.3)
+            assert httpx.get(f"{server.internal_url}/readyz").status_code == 503
+            head, closed = _get_on(kept, path)  # a request on the pooled connection
+        assert head.startswith(b"http/1.1 200") and b"connection: close" in head and closed
+        with socket.create_connection(("127.0.0.1", server.port)) as fresh:
+            head, closed = _get_on(fresh, path)  # a new connection: still served
+        assert head.startswith(b"http/1.1 200") and closed
+        assert server.process.wait(15) == 0
+        assert time.monotonic() - signalled >= 2.5
+        assert "stopping in 3.0 s" in server.log.read_text()
+    finally:
+        server.stop()
+
+
 def test_a_taken_port_is_refused_clearly(tmp_path):
     import subprocess
     import sys

@@ -16,9 +16,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from services.common.app import combined_openapi
+from services.common.internal import Stopping
 from services.common.names import API_PREFIX, SERVICE_PREFIXES
 
 log = logging.getLogger("plotline.serve")
@@ -43,6 +44,8 @@ class Embedded:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
+        if Stopping.now and scope["type"] == "http":
+            send = _closing(send)
         path = scope["path"]
         if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
             return await _not_found(scope, receive, send)
@@ -97,3 +100,17 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
         return
     body: dict[str, Any] = {"error": "not_found", "detail": f"no route for {scope['path']}"}
     await JSONResponse(body, status_code=404)(scope, receive, send)
+
+
+def _closing(send: Send) -> Send:
+    """While the server stops (its drain, settings.drain_seconds): each answer tells the
+    client, a proxy's pooled connection mostly, to close the connection after it. The
+    proxy then never sends another request on a connection the server is about to close
+    (a POST that meets one is lost: nginx does not retry it)."""
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()),
+                                               (b"connection", b"close")]}
+        await send(message)
+
+    return closing

@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # the Azure SDK logs every request and its headers at INFO
+        logging.getLogger("azure").setLevel(logging.WARNING)
     prefix = (args.url_prefix or "").rstrip("/")
     if prefix and not prefix.startswith("/"):
         raise SystemExit("--url-prefix must start with '/', e.g. --url-prefix /plots")
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
             _event_loop_run(_with_internal(apps, args, run_push(apps["push"], args.ip,
                                                                  args.port)))
             return 0
-        main = _http_server(app, args)
+        drain = max(s.drain_seconds for s in settings.values())
+        main = _http_server(app, args, drain)
         if scripts:
             main = _with_applets(main, scripts, args)
         _event_loop_run(_with_internal(apps, args, main))
@@ -184,7 +187,7 @@ async def _with_internal(apps: dict[str, Any], args: argparse.Namespace, main: A
         internal.close()
 
 
-async def _http_server(app: Any, args: argparse.Namespace) -> None:
+async def _http_server(app: Any, args: argparse.Namespace, drain: float = 0.0) -> None:
     """Serve `app` with granian in this process and this event loop until SIGINT/SIGTERM.
 
     granian's HTTP/1.1 and websocket handling is Rust (hyper); per request it costs about
@@ -209,11 +212,25 @@ async def _http_server(app: Any, args: argparse.Namespace) -> None:
     logging.getLogger("_granian").addFilter(_QuietExperimental())
     from services.common.internal import Stopping
 
-    def stop() -> None:  # not ready first, then stop accepting and finish what is in flight
-        Stopping.now = True
-        server.stop()
-
     loop = asyncio.get_running_loop()
+    stopped = False
+
+    def stop_now() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            server.stop()
+
+    def stop() -> None:
+        """Not ready first; after the drain (a second signal ends it), stop accepting and
+        finish what is in flight."""
+        if Stopping.now or drain <= 0:
+            Stopping.now = True
+            return stop_now()
+        Stopping.now = True  # /readyz 503; every answer closes its connection (embedded.py)
+        log.info("stopping in %.1f s: not ready, each answer closes its connection", drain)
+        loop.call_later(drain, stop_now)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     await server.serve()

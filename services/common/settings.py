@@ -36,6 +36,13 @@ class ServiceSettings(BaseSettings):
     # throttling and anonymous socket limits count (services/common/clientaddr.py). Empty:
     # the socket's peer, always. The stack and the chart set their proxies here.
     trusted_proxies: list[str] = []
+    # After SIGTERM: seconds to go on answering (readiness already 503, every answer
+    # closing its connection) before the server stops accepting. For a proxy that does not
+    # route by readiness (the stack's plain nginx): its pooled connections are all closed
+    # by an answer meanwhile, so none can carry a request into a connection the server
+    # closes. Under Kubernetes the chart's preStop sleep does this, and it stays 0. (HTTP
+    # services; push closes its websockets with 1001 at once.)
+    drain_seconds: float = 0.0
     dev: bool = False
 
     def nats_credentials(self) -> dict[str, str]:

@@ -30,7 +30,7 @@ import pyarrow as pa
 from prometheus_client import Counter, Gauge
 
 from services.common.errors import Conflict
-from services.common.stores.blob import BlobNotFound, BlobStore
+from services.common.stores.blob import BlobNotFound, BlobStore, Superseded
 from services.common.stores.kv import KVStore, VersionConflict
 
 from .columns import arrow_type, fixed_width_bytes
@@ -148,6 +148,8 @@ class DataRepository:
                 try:
                     parts.append(_read_ipc(await self.blobs.get(chunk["blob"])))
                 except BlobNotFound:
+                    if await self.replaced(manifest, chunk["blob"]):
+                        raise Superseded("the source") from None
                     self._lost(manifest["id"], chunk["blob"])
                     parts.append(pa.table({f.name: pa.nulls(chunk["rows"], f.type)
                                            for f in schema}, schema=schema))
@@ -161,6 +163,14 @@ class DataRepository:
         DAMAGED.set(len(self._damaged))
         self.remember(manifest, table)
         return table, []
+
+    async def replaced(self, manifest: Manifest, blob: str) -> bool:
+        """Whether the store's manifest no longer holds `blob` (a write replaced or dropped
+        that chunk, or the source is gone): a read of it raced that write, and nothing was
+        lost. Forgets what this replica kept of the source either way."""
+        self.forget(manifest["id"])
+        now = await self.get(manifest["id"])
+        return now is None or all(c.get("blob") != blob for c in now[0]["chunks"])
 
     def _lost(self, source_id: str, blob: str) -> None:
         if blob not in self._missing:

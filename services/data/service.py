@@ -23,6 +23,7 @@ from services.common.bus import Bus
 from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized, Unavailable
 from services.common.events import DataVerb
 from services.common.identity import Principal
+from services.common.stores.blob import Superseded, read_again
 from services.common.stores.kv import VersionConflict
 
 from . import columns as cols
@@ -156,18 +157,26 @@ class DataService:
 
     async def describe_source(self, source_id: str, principal: Principal | None,
                               via: Via = (None, None)) -> dict:
-        m, _ = await self.manifest(source_id, principal, via=via)
-        table, lost = await self.repo.readable(m)
-        return {**self.describe(m, table, whole=not lost), "lost": [list(r) for r in lost]}
+        async def describe() -> dict:
+            m, _ = await self.manifest(source_id, principal, via=via)
+            table, lost = await self.repo.readable(m)
+            return {**self.describe(m, table, whole=not lost),
+                    "lost": [list(r) for r in lost]}
+
+        return await read_again(describe)
 
     async def read(self, source_id: str, principal: Principal | None,
                    names: list[str] | None, start: int | None, stop: int | None,
                    via: Via = (None, None)) -> tuple[Manifest, pa.Table]:
         """The rows asked for; rows lost from the blob store read as nulls, and the
         manifest's `lost` (a copy) names them: [(start, stop), ...] of the whole source."""
-        m, _ = await self.manifest(source_id, principal, via=via)
-        table, lost = await self.repo.readable(m)
-        return {**m, "lost": lost}, cols.slice_rows(cols.select(table, names), start, stop)
+        async def read() -> tuple[Manifest, pa.Table]:
+            m, _ = await self.manifest(source_id, principal, via=via)
+            table, lost = await self.repo.readable(m)
+            return {**m, "lost": lost}, cols.slice_rows(cols.select(table, names), start,
+                                                        stop)
+
+        return await read_again(read)
 
     async def _write(self, source_id: str, principal: Principal | None, verb: DataVerb,
                      change: Change, *, await_ack: bool = True,
@@ -179,8 +188,11 @@ class DataService:
             for attempt in range(self.settings.max_write_retries):
                 m, kv_version = await self.manifest(source_id, principal, write=True,
                                                     ours=attempt == 0)
-                table = await self.repo.load(m) if reads else pa.table({})
-                data, table, written, dropped = await change(m, table)
+                try:  # (a change's own reads come before it writes anything)
+                    table = await self.repo.load(m) if reads else pa.table({})
+                    data, table, written, dropped = await change(m, table)
+                except Superseded:
+                    continue  # written meanwhile (elsewhere): start from its manifest
                 m["version"] += 1
                 m["rows"] = table.num_rows
                 m["updated"] = time.time()
@@ -261,6 +273,8 @@ class DataService:
                 table = await self.repo.load(found[0]) if found else None
             except ChunksLost as exc:  # told only to those who may write (below)
                 table, lost = None, exc
+            except Superseded:
+                continue  # written meanwhile (elsewhere): start from its manifest
             live, batches, repeats = [], [], []
             keys = dict((k, (v, r)) for k, v, r in found[0].get("keys", [])) if found else {}
             for item in group:

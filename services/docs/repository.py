@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 from services.common.errors import Conflict
-from services.common.stores.blob import BlobNotFound, BlobStore
+from services.common.stores.blob import BlobNotFound, BlobStore, Superseded
 from services.common.stores.kv import KVStore, VersionConflict
 
 from .metacache import MetaCache
@@ -102,7 +102,12 @@ class DocsRepository:
         if doc is not None:
             self._parsed.move_to_end(name)
             return doc
-        data = await self.blobs.get(name)
+        try:
+            data = await self.blobs.get(name)
+        except BlobNotFound:
+            if await self.replaced(meta):
+                raise Superseded("the document") from None
+            raise
         if raw_above is not None and len(data) > raw_above:
             return data
         doc = await self._cpu(Doc.from_store, data) if len(data) > INLINE_BYTES \
@@ -112,6 +117,13 @@ class DocsRepository:
         if len(self._parsed) > self._parsed_max:
             self._parsed.popitem(last=False)
         return doc
+
+    async def replaced(self, meta: Meta) -> bool:
+        """Whether the store's metadata no longer names meta's content (a write replaced
+        it, or the document is gone); the MetaCache entry is dropped either way."""
+        self.fresh.forget(meta["id"])
+        now = await self.get_meta(meta["id"])
+        return now is None or now[0]["blob"] != meta["blob"]
 
     async def write_doc(self, doc_id: str, version: int, doc: Doc) -> str:
         name = f"docs/{doc_id}/v{version}-{secrets.token_hex(4)}.json"

@@ -26,6 +26,7 @@ from services.common.errors import (
 from services.common.events import DocsVerb, Event
 from services.common.identity import Principal
 from services.common.names import DATA_ACCESS, DOCS_UNBOUND
+from services.common.stores.blob import Superseded, read_again
 from services.common.stores.kv import VersionConflict
 
 from .access import Right, require, rights
@@ -130,6 +131,10 @@ class DocsService:
     async def read(self, doc_id: str, principal: Principal | None,
                    share: str | None = None) -> tuple[Meta, bytes]:
         """The document's JSON answer, rendered once per version and cached."""
+        return await read_again(lambda: self._read(doc_id, principal, share))
+
+    async def _read(self, doc_id: str, principal: Principal | None,
+                    share: str | None) -> tuple[Meta, bytes]:
         meta = await self.repo.peek_meta(doc_id) if doc_id.isalnum() else None
         if meta is None:
             raise missing(principal)
@@ -154,9 +159,12 @@ class DocsService:
 
     async def load(self, doc_id: str, principal: Principal | None, share: str | None = None,
                    need: Right = Right.READ) -> tuple[Meta, Doc]:
-        meta, _ = await self.meta(doc_id, principal)
-        require(meta, user_of(principal), need, share)
-        return meta, await self.repo.load_doc(meta)
+        async def load() -> tuple[Meta, Doc]:
+            meta, _ = await self.meta(doc_id, principal)
+            require(meta, user_of(principal), need, share)
+            return meta, await self.repo.load_doc(meta)
+
+        return await read_again(load)
 
     # the one write path
     async def _write(self, doc_id: str, principal: Principal | None, need: Right,
@@ -171,7 +179,10 @@ class DocsService:
                     raise PreconditionFailed(
                         f"document is at version {meta['version']}, not {if_match}")
                 old = dict(meta)
-                doc = (await self.repo.load_doc(meta)).copy() if content else None
+                try:
+                    doc = (await self.repo.load_doc(meta)).copy() if content else None
+                except Superseded:
+                    continue  # written meanwhile (elsewhere): start from its metadata
                 data, doc = mutate(meta, doc)
                 if doc is not None:
                     meta["title"] = doc.title or meta["title"]

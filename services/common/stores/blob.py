@@ -6,7 +6,8 @@ readers see the old or the new bytes, never a partial write.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from services.common.errors import NotFound, Unavailable
@@ -19,6 +20,30 @@ class BlobNotFound(NotFound, KeyError):
     def __init__(self, name: str) -> None:
         super().__init__("the stored data is gone (deleted meanwhile?)")
         self.name = name
+
+
+class Superseded(Unavailable):
+    """A read met the blob its metadata named already deleted because a write (on this
+    replica or another) replaced it meanwhile: not a lost blob. The reader starts again
+    from the metadata (`read_again`); one that still reaches a route (replaced on every
+    attempt) is a 503 to retry."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} changed while it was being read; retry")
+
+
+T = TypeVar("T")
+READ_ATTEMPTS = 5
+
+
+async def read_again(read: Callable[[], Awaitable[T]]) -> T:
+    """read(), started again while it raises Superseded (READ_ATTEMPTS times at most)."""
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return await read()
+        except Superseded:
+            pass
+    return await read()
 
 
 class BlobUnavailable(Unavailable):
