@@ -235,3 +235,31 @@ async def test_a_subscription_hears_everything_published_after_it_returns(bus, n
         assert missed == 0
     finally:
         await other.close()
+
+
+async def test_a_service_started_while_nats_is_down_waits_for_it(tmp_path, caplog):
+    """Bus.connect (every service's start) with NATS not there yet: it waits, saying so
+    once (without the password in the URL), and goes on as soon as NATS is started."""
+    import logging
+
+    from servers import free_port
+
+    caplog.set_level(logging.INFO, "plotline.bus")
+    port = free_port()
+    url = f"nats://someone:hunter2@127.0.0.1:{port}"
+    connecting = asyncio.create_task(Bus.connect(url, "docs"))
+    await asyncio.sleep(1.5)
+    assert not connecting.done()
+    said = [r.getMessage() for r in caplog.records if "not reachable" in r.getMessage()]
+    assert len(said) == 1 and f"nats://127.0.0.1:{port}" in said[0]
+    assert "hunter2" not in said[0] and "waits for it" in said[0]
+    nats = start_nats(tmp_path / "nats", port=port)  # (accepts any user)
+    try:
+        bus = await asyncio.wait_for(connecting, 10)
+        assert bus.connected
+        await bus.close()
+        assert any("reached" in r.getMessage() for r in caplog.records)
+    finally:
+        if not connecting.done():
+            connecting.cancel()
+        nats.stop()

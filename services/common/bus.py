@@ -100,7 +100,14 @@ class Bus:
                             "wait in the outbox meanwhile", service)
 
         async def failed(exc: Exception) -> None:  # (nats-py's own logs a traceback per try)
+            if not holder and not waiting:  # not connected yet: the start waits for NATS
+                waiting.append(True)
+                log.warning("NATS at %s is not reachable (%s: %s): %s waits for it, trying "
+                            "every 0.5 s (/readyz says 503 meanwhile)", _safe(url),
+                            type(exc).__name__, exc, service)
             log.debug("NATS: %s: %s", type(exc).__name__, exc)
+
+        waiting: list[bool] = []
 
         nc = await nats.connect(url, name=f"plotline-{service}", connect_timeout=5,
                                 user=user, password=password, ping_interval=5,
@@ -110,6 +117,8 @@ class Bus:
                                 error_cb=failed)
         bus = cls(nc, service, Outbox(outbox))
         holder.append(bus)
+        if waiting:
+            log.info("NATS at %s reached: %s goes on starting", _safe(url), service)
         await bus.start()
         return bus
 
@@ -402,3 +411,9 @@ class Bus:
                 await self.nc.drain()
             except Exception:
                 await self.nc.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without credentials (nats://user:password@host), for logs."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
