@@ -73,7 +73,7 @@ async def test_a_lost_chunk_leaves_the_rest_readable_and_the_owner_repairs_it(
     assert c.post(f"{DATA}/sources/{source}/append",
                   json={"columns": {"x": second}}).status_code == 200
     assert c.post(f"{DATA}/sources/{source}/append",
-                  json={"columns": {"x": [7.0, 8.0, 9.0]}}).status_code == 200
+                  json={"columns": {"x": [2000.0, 2001.0, 2002.0]}}).status_code == 200
     blobs = open_blob("azure://plotline-data", azure_connection_string=azurite_connection_string)
     try:
         chunks = await blobs.list(f"sources/{source}/")
@@ -90,8 +90,17 @@ async def test_a_lost_chunk_leaves_the_rest_readable_and_the_owner_repairs_it(
     body = r.json()
     assert body["rows"] == 2003 and body["lost"] == [[0, 1000]]
     assert body["columns"]["x"][:1000] == [None] * 1000
-    assert body["columns"]["x"][1000:] == [*second, 7.0, 8.0, 9.0]
+    assert body["columns"]["x"][1000:] == [*second, 2000.0, 2001.0, 2002.0]
     assert c.get(f"{DATA}/sources/{source}").json()["lost"] == [[0, 1000]]
+    # the views of large data draw the rows that are left, and name the lost ones
+    r = c.get(f"{DATA}/sources/{source}/downsample", params={"x": "x", "y": "x", "n": 10})
+    assert r.status_code == 200 and r.headers["x-plotline-lost-rows"] == "0:1000", r.text
+    assert r.json()["lost"] == [[0, 1000]] and min(r.json()["x"]) == 1000.0
+    assert max(r.json()["x"]) == 2002.0 and None not in r.json()["x"]
+    r = c.get(f"{DATA}/sources/{source}/aggregate",
+              params={"x": "x", "y": "x", "width": 4, "height": 4})
+    assert r.status_code == 200 and r.headers["x-plotline-lost-rows"] == "0:1000"
+    assert sum(map(sum, r.json()["grid"])) == 1003  # every row that is left, once
     # reported: log, metric, /readyz (still ready: the rest serves)
     internal = install.server.internal_url
     ready = httpx.get(f"{internal}/readyz").json()
@@ -118,9 +127,61 @@ async def test_a_lost_chunk_leaves_the_rest_readable_and_the_owner_repairs_it(
     assert r.json()["dropped_rows"] == 1000 and r.json()["rows"] == 1003
     r = c.get(f"{DATA}/sources/{source}/data")
     assert "x-plotline-lost-rows" not in r.headers and "lost" not in r.json()
-    assert r.json()["columns"]["x"] == [*second, 7.0, 8.0, 9.0]
+    assert r.json()["columns"]["x"] == [*second, 2000.0, 2001.0, 2002.0]
     assert c.post(f"{DATA}/sources/{source}/append",
                   json={"columns": {"x": [10.0]}}).status_code == 200
     assert httpx.get(f"{internal}/readyz").json()["checks"]["data.blobs"] is True
     r = c.post(f"{DATA}/sources/{source}/repair")  # nothing lost: nothing dropped
     assert r.status_code == 200 and r.json()["dropped_rows"] == 0 and r.json()["rows"] == 1004
+
+
+def test_a_viewer_of_a_damaged_source_is_told_which_rows_are_missing(
+        install, azurite_connection_string, page):
+    """A published plot whose source lost a chunk, opened in Chromium: the plot draws what
+    is left and the page says which rows of which source are missing and who can repair
+    it; after the owner's repair the notice goes away by itself (the repair's event)."""
+    import asyncio
+    import math
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bokeh_docs import figure_doc
+    from browsing import screenshot, wait_for
+
+    tab, errors = page
+    owner = person(install.url)
+    c = httpx.Client(base_url=install.url, timeout=30, headers=owner)
+    name = new_username()
+    rows = [float(i) for i in range(2000)]
+    r = c.post(f"{DATA}/sources", json={"name": name, "columns": {
+        "x": rows[:1000], "y": [math.sin(v / 50) for v in rows[:1000]]}})
+    source = r.json()["id"]
+    assert c.post(f"{DATA}/sources/{source}/append", json={"columns": {
+        "x": rows[1000:], "y": [math.sin(v / 50) for v in rows[1000:]]}}).status_code == 200
+    doc = c.post("/api/v1/docs/", json={"title": name, "doc": figure_doc(
+        points=3, title="damaged", source_tag=source)}).json()["id"]
+    assert c.post(f"/api/v1/docs/{doc}/publish").status_code == 200
+
+    async def lose_first_chunk() -> None:
+        blobs = open_blob("azure://plotline-data",
+                          azure_connection_string=azurite_connection_string)
+        try:
+            await blobs.delete((await blobs.list(f"sources/{source}/"))[0])
+        finally:
+            await blobs.close()
+
+    with ThreadPoolExecutor(1) as thread:  # (Playwright's sync API holds this thread's loop)
+        thread.submit(asyncio.run, lose_first_chunk()).result()
+    install.restart()
+    tab.goto(f"{install.url}/plots/{doc}")
+    tab.wait_for_selector("#plotline-status[data-state=live]", timeout=30_000)
+    notice = tab.locator("#plotline-notice")
+    notice.wait_for(state="visible", timeout=15_000)
+    text = notice.text_content() or ""
+    assert f"rows 0–999 of “{name}” (source {source})" in text, text
+    assert f"/api/v1/data/sources/{source}/repair" in text and "gaps" in text
+    screenshot(tab, "viewer_damaged_source")
+    c = httpx.Client(base_url=install.url, timeout=30, headers=owner)
+    assert c.post(f"{DATA}/sources/{source}/repair").json()["dropped_rows"] == 1000
+    wait_for(lambda: notice.is_hidden())
+    screenshot(tab, "viewer_damaged_source_repaired")
+    assert errors == []

@@ -119,6 +119,8 @@ class PointsOut(Out):
     x: list[Any]
     y: list[Any]
     n: int
+    lost: list[list[int]] = Field(default_factory=list, description="[start, stop) ranges "
+                                  "of rows the blob store lost, left out of the points")
 
 
 class RasterOut(Out):
@@ -344,11 +346,15 @@ def parse_range(text: str | None, name: str) -> tuple[float, float] | None:
 
 @router.get("/sources/{source_id}/downsample", response_model=PointsOut, responses=READ)
 async def downsample(source_id: str, user: DocReader, x: str, y: str,
-                     views: Annotated[Any, Depends(get_views)], through: Via, n: int = 2000,
-                     method: str = "minmaxlttb", x0: float | None = None,
-                     x1: float | None = None) -> dict[str, Any]:
-    """At most n representative points of y over x in [x0, x1] (MinMaxLTTB by default)."""
-    return await views.downsample(source_id, user, x, y, n, method, x0, x1, through)
+                     views: Annotated[Any, Depends(get_views)], through: Via,
+                     response: Response, n: int = 2000, method: str = "minmaxlttb",
+                     x0: float | None = None, x1: float | None = None) -> dict[str, Any]:
+    """At most n representative points of y over x in [x0, x1] (MinMaxLTTB by default);
+    rows the blob store lost are left out and named (`lost`, X-Plotline-Lost-Rows)."""
+    points = await views.downsample(source_id, user, x, y, n, method, x0, x1, through)
+    if points["lost"]:
+        response.headers[LOST_HEADER] = ranges_text(points["lost"])
+    return points
 
 
 @router.get("/sources/{source_id}/aggregate", response_model=RasterOut,
@@ -367,7 +373,9 @@ async def aggregate(source_id: str, request: Request, user: DocReader, x: str, y
                                        parse_range(y_range, "y_range"), agg, value, through,
                                        png=png)
     (x0, x1), (y0, y1) = m["ranges"]
+    headers = {"X-Plotline-Version": str(m["version"]), "X-Plotline-X-Range": f"{x0!r},{x1!r}",
+               "X-Plotline-Y-Range": f"{y0!r},{y1!r}"}
+    if m["lost"]:  # (their points are not in the raster)
+        headers[LOST_HEADER] = ranges_text(m["lost"])
     return Response(content, media_type="image/png" if png else "application/json",
-                    headers={"X-Plotline-Version": str(m["version"]),
-                             "X-Plotline-X-Range": f"{x0!r},{x1!r}",
-                             "X-Plotline-Y-Range": f"{y0!r},{y1!r}"})
+                    headers=headers)

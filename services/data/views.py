@@ -89,7 +89,10 @@ class Views:
                          n: int, method: str, x0: float | None, x1: float | None,
                          via: Via = (None, None)) -> dict[str, Any]:
         m, (xs, ys) = await self._columns(source_id, principal, x, y, via=via)
-        key = (source_id, m["version"], x)
+        if m["lost"]:  # rows the blob store lost are nulls (NaN): draw the others
+            keep = _outside(len(xs), m["lost"])
+            xs, ys = xs[keep], ys[keep]
+        key = (source_id, m["version"], x, bool(m["lost"]))
         if key not in self._sorted:
             self._sorted[key] = await self._off_loop(large.is_sorted, xs)
         if not self._sorted[key]:
@@ -98,7 +101,7 @@ class Views:
         def compute() -> dict[str, Any]:
             dx, dy = large.downsample(xs, ys, n, method, x0, x1, assume_sorted=True)
             return {"version": m["version"], "x": dx.tolist(), "y": dy.tolist(),
-                    "n": int(len(dx))}
+                    "n": int(len(dx)), "lost": m["lost"]}
 
         return await self._off_loop(compute)
 
@@ -122,3 +125,11 @@ class Views:
             return {**m, "ranges": ranges}, content
 
         return await self._off_loop(compute)
+
+
+def _outside(rows: int, lost: list[tuple[int, int]]) -> np.ndarray:
+    """A mask of the rows outside the `lost` [start, stop) ranges."""
+    keep = np.ones(rows, dtype=bool)
+    for start, stop in lost:
+        keep[start:stop] = False
+    return keep

@@ -116,6 +116,29 @@
     frame.src = o.frameUrl;
     o.container.appendChild(frame);
 
+    // Rows the blob store lost (the source's `lost`): they draw as gaps, so say so, and
+    // who can do something about it. Cleared when the source is whole again (a repair).
+    var lost = {};  // source -> "rows a–b, c–d of “name”"
+    function damaged(source, described) {
+      var ranges = (described.lost || []).map(function (r) {
+        return r[1] - r[0] === 1 ? String(r[0]) : r[0] + "–" + (r[1] - 1);
+      });
+      if (ranges.length) {
+        lost[source] = "rows " + ranges.join(", ") + " of “" + described.name + "” (source " +
+          source + ")";
+      } else {
+        delete lost[source];
+      }
+      if (!o.notice) { return; }
+      var ids = Object.keys(lost), what = ids.map(function (s) { return lost[s]; });
+      o.notice.hidden = what.length === 0;
+      o.notice.textContent = what.length === 0 ? "" :
+        "Part of this plot's data is missing: " + what.join("; ") + " could not be read " +
+        "from storage and show as gaps. The source's owner can drop the lost rows (POST " +
+        o.api + "/data/sources/" + (ids.length === 1 ? ids[0] : "{source}") +
+        "/repair) or upload its data again.";
+    }
+
     function fail(message, err) {
       if (o.error) {
         o.error.textContent = message;
@@ -160,6 +183,7 @@
       // large, word to the frame to ask for its visible part; resolves to its version
       var path = "/data/sources/" + encodeURIComponent(source);
       return request(path, {doc: docId}).then(function (described) {
+        damaged(source, described);
         large[source] = described.rows > LARGE;
         if (large[source]) {
           toFrame({op: "apply", items: [{kind: "large", source: source}]});
@@ -583,7 +607,8 @@
     var payload = JSON.parse(document.getElementById("plotline-data").textContent);
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     start({container: container, status: document.getElementById("plotline-status"),
-           error: document.getElementById("plotline-error"), docId: payload.id,
+           error: document.getElementById("plotline-error"),
+           notice: document.getElementById("plotline-notice"), docId: payload.id,
            doc: payload.doc, version: payload.version, api: container.dataset.api,
            ws: scheme + location.host + container.dataset.ws,
            share: container.dataset.share, write: container.dataset.write === "true",
