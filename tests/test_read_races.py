@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from bokeh.document import Document
 from bokeh_docs import figure_doc, source_id
@@ -152,27 +153,30 @@ def data_replicas(stores) -> tuple[DataService, DataService, Racing]:
     return a, b, racing
 
 
-async def test_a_source_read_racing_a_rewrite_is_not_reported_lost(stores):
-    """A's patch rewrites the source into a new chunk and deletes the old ones while B
-    reads: B answers the patched rows, none null, and counts nothing lost."""
-    a, b, racing = data_replicas(stores)
-    import pyarrow as pa
-
-    made = await a.create(OWNER, "s", pa.table({"x": [1.0, 2.0, 3.0]}), None)
-    source = made["id"]
-
+def patching(a: DataService, source: str) -> Callable[[], Awaitable[None]]:
+    """A's patch of row 0, to its end: the source rewritten into one new chunk, and the
+    chunks it had deleted."""
     async def patch_on_a() -> None:
         m = (await a.repo.get(source))[0]
         await a.patch(source, OWNER, {"x": [[0, -1.0]]})
         for chunk in m["chunks"]:
             await gone(a.repo.blobs, chunk["blob"])
 
-    racing.before = patch_on_a
+    return patch_on_a
+
+
+async def test_a_source_read_racing_a_rewrite_is_not_reported_lost(stores):
+    """A's patch rewrites the source into a new chunk and deletes the old ones while B
+    reads: B answers the patched rows, none null, and counts nothing lost."""
+    a, b, racing = data_replicas(stores)
+    made = await a.create(OWNER, "s", pa.table({"x": [1.0, 2.0, 3.0]}), None)
+    source = made["id"]
+    racing.before = patch_on = patching(a, source)
     m, table = await b.read(source, OWNER, None, None, None)
     assert racing.raced == 1
     assert m["lost"] == [] and b.repo.damaged == set()
     assert m["version"] == 2 and table.column("x").to_pylist() == [-1.0, 2.0, 3.0]
-    racing.before = patch_on_a
+    racing.before = patch_on
     b.repo.forget(source)
     described = await b.describe_source(source, OWNER)
     assert racing.raced == 2 and described["lost"] == [] and described["version"] == 3
@@ -180,17 +184,8 @@ async def test_a_source_read_racing_a_rewrite_is_not_reported_lost(stores):
 
 async def test_an_append_racing_a_rewrite_is_not_refused_as_data_lost(stores):
     a, b, racing = data_replicas(stores)
-    import pyarrow as pa
-
     source = (await a.create(OWNER, "s", pa.table({"x": [1.0, 2.0]}), None))["id"]
-
-    async def patch_on_a() -> None:
-        m = (await a.repo.get(source))[0]
-        await a.patch(source, OWNER, {"x": [[0, -1.0]]})
-        for chunk in m["chunks"]:
-            await gone(a.repo.blobs, chunk["blob"])
-
-    racing.before = patch_on_a
+    racing.before = patching(a, source)
     answer = await b.append(source, OWNER, {"x": [3.0]}, None)
     assert racing.raced == 1 and answer["version"] == 3
     m = (await a.repo.get(source))[0]
