@@ -155,6 +155,8 @@ Takes (list $ "auth").
     {{- include "plotline.secretRef" (list $root $v.redis "redis-url") | trim | nindent 4 }}
 - name: {{ $p }}KV_URL
   value: {{ printf "$(REDIS_URL)%sprefix=%splotline:%s:" (ternary "&" "?" (and (not $v.redis.existingSecret) (contains "?" $v.redis.url))) $v.redis.keyPrefix $name | quote }}
+- name: {{ $p }}DRAIN_SECONDS
+  value: {{ $v.drainSeconds | quote }}
 {{- end }}
 {{- if has $name (include "plotline.blobServices" $root | fromYamlArray) }}
 {{- if include "plotline.hasAzure" $root }}
