@@ -3,7 +3,7 @@ missing id looks exactly like a private one."""
 
 from __future__ import annotations
 
-from bokeh_docs import figure_doc
+from bokeh_docs import figure_doc, source_id
 from conftest import new_username
 
 DATA, DOCS = "/api/v1/data", "/api/v1/docs"
@@ -54,3 +54,33 @@ def test_object_ids_have_a_length_limit(multi_server, account):
     assert c.get(f"{DOCS}/{made['id']}", headers=h).json()["version"] == 1
     rep["id"] = "i" * 128
     assert c.post(f"{DOCS}/{made['id']}/objects", json=rep, headers=h).status_code == 201
+
+
+def _gzipped_ndarray(raw: bytes, shape: list[int]) -> dict:
+    import base64
+    import gzip
+    data = base64.b64encode(gzip.compress(raw, compresslevel=1)).decode()
+    return {"type": "ndarray", "array": {"type": "bytes", "data": data}, "shape": shape,
+            "dtype": "float64", "order": "little"}
+
+
+def test_a_gzipped_ndarray_in_a_document_inflates_no_further_than_its_limit(multi_server,
+                                                                             account):
+    """A stream's ndarray is a compression bomb (80 MB of zeros in 80 kB): docs inflates it
+    no further than Bokeh's shared decoder allows (64 MiB), and to no more than its shape
+    says, and the document does not change."""
+    import numpy as np
+
+    c, h = account["client"], account["headers"]
+    doc = figure_doc()
+    made = c.post(f"{DOCS}/", json={"title": new_username(), "doc": doc}, headers=h).json()
+    n = 10_000_000
+    bomb = _gzipped_ndarray(np.zeros(n).tobytes(), [n])
+    liar = _gzipped_ndarray(np.zeros(n).tobytes(), [10])  # says 80 bytes
+    for rep, status in ((bomb, 413), (liar, 422)):
+        event = {"kind": "ColumnsStreamed", "model": {"id": source_id(doc)}, "attr": "data",
+                 "data": {"x": rep, "y": rep}, "rollover": None}
+        r = c.patch(f"{DOCS}/{made['id']}", json={"events": [event]}, headers=h)
+        assert r.status_code == status, r.text
+        assert set(r.json()) == {"error", "detail"}
+    assert c.get(f"{DOCS}/{made['id']}", headers=h).json()["version"] == 1

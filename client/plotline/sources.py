@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from services.common.bokeh.wire import number
 from services.common.names import ARROW_STREAM, SERVICE_PREFIXES, SOURCE_TAG
 
 if TYPE_CHECKING:
@@ -332,7 +333,6 @@ def _value(value: Any) -> Any:
         value = value.tolist()
     if isinstance(value, list):
         return [_value(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"type": "number", "value": "nan" if math.isnan(value)
-                else ("+inf" if value > 0 else "-inf")}
+    if isinstance(value, float):
+        return number(value)  # NaN and infinities as Bokeh writes them
     return value

@@ -5,8 +5,9 @@ complete new table or raises DataError (HTTP 422; DataTooLarge is 413) before pr
 anything. Append / rollover / patch follow bokeh's ColumnDataSource.stream / .patch (see
 tests/test_data_semantics.py for the proof and for where Bokeh is laxer than this).
 
-JSON conversion lives in `convert.py` (Bokeh's array encodings in `wire.py`), Arrow IPC and
-content hashes in `arrowio.py`, dtypes and errors in `dtypes.py`; everything public is
+JSON in lives in `convert.py`, JSON and Bokeh arrays out in `jsonout.py` (Bokeh's encodings
+and ColumnDataSource's rules themselves, shared with docs, in services/common/bokeh), Arrow IPC
+and content hashes in `arrowio.py`, dtypes and errors in `dtypes.py`; everything public is
 re-exported here, so other modules import from `services.data.columns` only.
 For a JSON append use `json_batch(schema, columns)` (it reads the values with the source's
 dtypes, so `[]`, `1.0` into int64 and ISO strings into datetime columns work), then `stream`.
@@ -20,18 +21,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from services.common.bokeh.rules import quote_names
+from services.common.bokeh.wire import is_rep
+
 from .arrowio import _normalise_column, column_hash, normalise, table_from_arrow, to_arrow
 from .convert import (
     _to_arrow,
     cast_array,
     column_from_json,
-    column_to_json,
+    decode_column,
     table_from_json,
-    to_bokeh,
-    to_json,
     values_to_arrow,
 )
 from .dtypes import (
+    BOKEH,
     DTYPES,
     MAX_COLUMNS,
     MAX_NAME_LENGTH,
@@ -40,9 +43,8 @@ from .dtypes import (
     arrow_type,
     check_name,
     dtype_name,
-    quote_names,
 )
-from .wire import decode_column, map_entries
+from .jsonout import column_to_json, to_bokeh, to_json
 
 __all__ = [
     "DTYPES", "MAX_COLUMNS", "MAX_NAME_LENGTH", "DataError", "DataTooLarge", "UnknownColumn",
@@ -66,17 +68,6 @@ class UnknownColumn(DataError):
 # --- append ---------------------------------------------------------------------------------
 
 
-def _name_mismatch(names: list[str], given: list[str], what: str) -> None:
-    have, want = set(given), set(names)
-    missing = [n for n in names if n not in have]
-    extra = [n for n in given if n not in want]
-    if missing or extra:
-        parts = ([f"missing: {quote_names(missing)}"] if missing else []) + \
-            ([f"extra: {quote_names(extra)}"] if extra else [])
-        raise DataError(f"{what} must give every column of the source and no other "
-                        f"({'; '.join(parts)})")
-
-
 def conform(schema: pa.Schema, batch: pa.Table) -> pa.Table:
     """`batch` with exactly `schema`'s columns, types and order, for appending.
 
@@ -86,7 +77,7 @@ def conform(schema: pa.Schema, batch: pa.Table) -> pa.Table:
     """
     if len(schema) == 0 or batch.schema.equals(schema):  # (a schema's names are unique)
         return batch
-    _name_mismatch(schema.names, batch.column_names, "an append")
+    BOKEH.streamed_names(schema.names, batch.column_names, "an append")
     if len(set(batch.column_names)) != batch.num_columns:
         raise DataError("an append names a column more than once")
     cols = [cast_array(batch[f.name], f.type, f.name) for f in schema]
@@ -100,10 +91,10 @@ def json_batch(schema: pa.Schema, columns: Any, *, max_bytes: int | None = None)
     plain = _plain_batch(schema, columns)
     if plain is not None:
         return plain
-    if type(columns) is dict and columns.get("type") == "map":
-        columns = map_entries(columns)
+    if is_rep(columns, "map"):
+        columns = BOKEH.entries(columns, "columns")
     if type(columns) is dict:
-        _name_mismatch(schema.names, list(columns), "an append")
+        BOKEH.streamed_names(schema.names, list(columns), "an append")
     dtypes = {f.name: dtype_name(f.type) for f in schema}
     return conform(schema, table_from_json(columns, dtypes, max_bytes=max_bytes))
 
@@ -137,18 +128,13 @@ def _plain_batch(schema: pa.Schema, columns: Any) -> pa.Table | None:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _check_rollover(rollover: Any) -> None:
-    if rollover is not None and (type(rollover) is not int or rollover < 0):
-        raise DataError(f"rollover must be a non-negative integer or null, got {rollover!r}")
-
-
 def stream(table: pa.Table, batch: pa.Table, rollover: int | None) -> pa.Table:
     """Append `batch`'s rows, then keep only the last `rollover` rows (when given).
 
     As ColumnDataSource.stream: rollover 0 leaves no rows; a rollover smaller than the batch
     keeps the batch's tail; a table with no columns becomes the batch.
     """
-    _check_rollover(rollover)
+    BOKEH.rollover(rollover)
     if table.num_columns == 0:
         result = batch
     else:
@@ -211,6 +197,8 @@ def compact(table: pa.Table, *, force: bool = False, check_waste: bool = True) -
 
 
 def _slice_of(ind: Any) -> slice | None:
+    # Bokeh's serializer writes a slice as {"type": "slice", ...}; hand-written JSON and the
+    # Python client leave the type out
     if isinstance(ind, slice):
         return ind
     if type(ind) is dict and ind.get("type", "slice") == "slice" and \
@@ -219,30 +207,9 @@ def _slice_of(ind: Any) -> slice | None:
     return None
 
 
-def _check_slice(s: slice, n: int, name: str) -> range:
-    for part in (s.start, s.stop, s.step):
-        if part is not None and type(part) is not int:
-            raise DataError(f"column {name!r}: slice bounds must be integers or null, "
-                            f"got {part!r}")
-    start, stop, step = s.start, s.stop, s.step
-    if any(p is not None and p < 0 for p in (start, stop, step)):
-        raise DataError(f"column {name!r}: patch slices must have non-negative start, stop "
-                        "and step")
-    if start is not None and stop is not None and start > stop:
-        raise DataError(f"column {name!r}: patch slice start {start} is after stop {stop}")
-    if step == 0:
-        raise DataError(f"column {name!r}: patch slice step must not be zero")
-    if stop is not None and stop > n:
-        raise DataError(f"column {name!r}: patch slice stop {stop} is out of range for "
-                        f"{n} rows")
-    return range(*s.indices(n))
-
-
 def _patch_plan(col: pa.ChunkedArray, name: str, items: Any, n: int
                 ) -> tuple[np.ndarray, pa.Array]:
     """Every position a column's patches write, in order, and the values (column typed)."""
-    if type(items) not in (list, tuple):
-        raise DataError(f"column {name!r}: patches must be a list of [index, value] pairs")
     positions: list[np.ndarray] = []
     arrays: list[pa.Array] = []
     singles: list[int] = []
@@ -255,16 +222,10 @@ def _patch_plan(col: pa.ChunkedArray, name: str, items: Any, n: int
             singles.clear()
             values.clear()
 
-    for item in items:
-        if type(item) not in (list, tuple) or len(item) != 2:
-            raise DataError(f"column {name!r}: each patch must be an [index, value] pair")
-        ind, value = item
+    for ind, value in BOKEH.patch_items(items, name):
         if type(ind) is int:
-            if not 0 <= ind < n:
-                raise DataError(f"column {name!r}: patch index {ind} is out of range for "
-                                f"{n} rows")
-            if type(value) in (list, tuple) or type(value) is dict and \
-                    value.get("type") in ("ndarray", "array"):
+            BOKEH.index(ind, n, name)
+            if type(value) in (list, tuple) or is_rep(value, "ndarray") or is_rep(value, "array"):
                 raise DataError(f"column {name!r}: an index patch takes one value, not a list")
             singles.append(ind)
             values.append(value)
@@ -275,14 +236,12 @@ def _patch_plan(col: pa.ChunkedArray, name: str, items: Any, n: int
                 raise DataError(f"column {name!r}: multi-dimensional patches are not supported "
                                 "(columns are 1-d)")
             raise DataError(f"column {name!r}: invalid patch index {ind!r}")
-        rows = _check_slice(s, n, name)
+        rows = BOKEH.slice(s, n, name)
         if not (type(value) in (list, tuple) or type(value) is dict) and \
                 not isinstance(value, np.ndarray):
             raise DataError(f"column {name!r}: a slice patch takes a list of values")
         decoded, _ = decode_column(value, name, None)
-        if len(decoded) != len(rows):
-            raise DataError(f"column {name!r}: patch slice selects {len(rows)} rows but "
-                            f"{len(decoded)} values were given")
+        BOKEH.slice_count(len(rows), len(decoded), name)
         flush()
         positions.append(np.arange(rows.start, rows.stop, rows.step, dtype=np.int64))
         arrays.append(_to_arrow(decoded, col.type, name))
@@ -302,17 +261,7 @@ def patch(table: pa.Table, patches: Any) -> pa.Table:
     value count differing from the rows it selects, values the column's dtype cannot hold,
     multi-dimensional indices.
     """
-    if type(patches) is dict and patches.get("type") == "map":
-        entries = patches.get("entries", [])
-        if type(entries) is not list or not all(type(e) in (list, tuple) and len(e) == 2
-                                                for e in entries):
-            raise DataError("patches map entries must be [column, patches] pairs")
-        patches = {k: v for k, v in entries}
-    if type(patches) is not dict:
-        raise DataError("patches must map column names to lists of [index, value] pairs")
-    unknown = [n for n in patches if n not in table.column_names]
-    if unknown:
-        raise DataError(f"can only patch existing columns (unknown: {quote_names(unknown)})")
+    patches = BOKEH.patches(patches, table.column_names)
     n = table.num_rows
     plans = {name: _patch_plan(table[name], name, items, n) for name, items in patches.items()}
     for name, (pos, vals) in plans.items():

@@ -1,19 +1,17 @@
-"""Columns between Bokeh-style JSON and Arrow arrays, and checked casts between dtypes.
+"""Columns from Bokeh-style JSON into Arrow arrays, and checked casts between dtypes.
 
-JSON in: a column is a list of values (or one of Bokeh's array encodings, see `wire.py`). Values are
+A column is a list of values, or one of Bokeh's array encodings (an `{"type": "array"}` rep,
+an ndarray rep: services/common/bokeh/wire.py). Values are
 numbers, booleans, strings or null; Bokeh's `{"type": "number", "value": "nan"|"+inf"|"-inf"}`
 stands for a non-finite float. Null is NaN in a float column, missing in a string or datetime
 column, and refused in integer and boolean columns. Datetimes are milliseconds since the epoch
 (Bokeh's convention) or ISO 8601 strings.
 
-JSON out: plain JSON values; NaN and ±inf as Bokeh's number encodings (so `json.dumps(...,
-allow_nan=False)` works and BokehJS reads them back); datetimes as float milliseconds since the
-epoch; Arrow nulls as null.
+The way back, to JSON and to Bokeh's arrays, is `jsonout.py`.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import math
 from typing import Any
@@ -22,7 +20,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from services.common.bokeh.rules import quote_names
+from services.common.bokeh.wire import DTYPES as NDARRAY_DTYPES
+from services.common.bokeh.wire import MAX_INFLATED_BYTES, is_rep, short
+
 from .dtypes import (
+    BOKEH,
     DataError,
     DataTooLarge,
     arrow_type,
@@ -31,13 +34,9 @@ from .dtypes import (
     is_datetime,
     is_float,
     is_int,
-    quote_names,
 )
-from .wire import declared_bytes, decode_column, map_entries, numpy_default, short
 
 _NONE = type(None)
-_NUMBER_WORDS = {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "inf": math.inf,
-                 "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
@@ -61,8 +60,8 @@ def table_from_json(columns: Any, dtypes: Any = None, *, max_bytes: int | None =
     int64, any float float64, bools bool, strings string) and an empty or all-null column is
     refused. `max_bytes` bounds the decoded size of the columns together (DataTooLarge).
     """
-    if type(columns) is dict and columns.get("type") == "map":
-        columns = map_entries(columns)
+    if is_rep(columns, "map"):
+        columns = BOKEH.entries(columns, "columns")
     if type(columns) is not dict:
         raise DataError("columns must be an object mapping column names to lists of values")
     names = list(columns)
@@ -83,10 +82,7 @@ def table_from_json(columns: Any, dtypes: Any = None, *, max_bytes: int | None =
             raise DataTooLarge(f"the columns decode to {size} bytes, more than the limit "
                                f"of {max_bytes}")
     decoded = [decode_column(columns[n], n, max_bytes) for n in names]
-    lengths = {n: len(values) for n, (values, _) in zip(names, decoded, strict=True)}
-    if len(set(lengths.values())) > 1:
-        shown = ", ".join(f"{n!r} has {k}" for n, k in list(lengths.items())[:6])
-        raise DataError(f"all columns must have the same length ({shown})")
+    BOKEH.same_length({n: len(values) for n, (values, _) in zip(names, decoded, strict=True)})
     arrays = [_to_arrow(values, targets.get(n) or hint, n)
               for n, (values, hint) in zip(names, decoded, strict=True)]
     return pa.Table.from_arrays(arrays, names=names)
@@ -96,6 +92,9 @@ def column_from_json(name: str, values: Any, dtype: str | pa.DataType | None = N
                      max_bytes: int | None = None) -> pa.Array:
     """One column from its JSON values (as `table_from_json` reads a column)."""
     target = _declared(name, dtype) if isinstance(dtype, str) else dtype
+    if max_bytes is not None and declared_bytes(values) > max_bytes:
+        raise DataTooLarge(f"column {name!r}: {declared_bytes(values)} bytes is more than "
+                           f"{max_bytes}")
     decoded, hint = decode_column(values, name, max_bytes)
     return _to_arrow(decoded, target or hint, name)
 
@@ -103,6 +102,64 @@ def column_from_json(name: str, values: Any, dtype: str | pa.DataType | None = N
 def values_to_arrow(values: list[Any], target: pa.DataType, name: str) -> pa.Array:
     """JSON values (a list) into an array of exactly `target` (for patches)."""
     return _to_arrow(values, target, name)
+
+
+# --- a column's JSON forms -------------------------------------------------------------------
+
+
+def decode_column(value: Any, name: str, max_bytes: int | None
+                  ) -> tuple[list | np.ndarray, pa.DataType | None]:
+    """A column's values as a list or a 1-d numpy array, and the type its encoding implies."""
+    if type(value) is list:
+        return value, None
+    if type(value) is tuple:
+        return list(value), None
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            raise DataError(f"column {name!r}: only 1-d columns are supported")
+        return value, None
+    if is_rep(value, "ndarray"):
+        array = BOKEH.ndarray(value, f"column {name!r}", ndim=1,
+                              limit=MAX_INFLATED_BYTES if max_bytes is None else max_bytes)
+        hint = None if array.dtype == "object" else numpy_default(np.dtype(array.dtype))
+        return array.items, hint
+    if is_rep(value, "array"):
+        entries = value.get("entries", [])
+        if type(entries) is list:
+            return entries, None
+    raise DataError(f"column {name!r} must be a list of values")
+
+
+def declared_bytes(value: Any) -> int:
+    """About how many bytes a column decodes to, from its encoding alone (8 per listed
+    value; an ndarray's shape times its itemsize, before its data is decoded)."""
+    if is_rep(value, "array"):
+        value = value.get("entries")
+    if type(value) in (list, tuple):
+        return 8 * len(value)
+    if is_rep(value, "ndarray"):
+        shape, dtype = value.get("shape"), value.get("dtype")
+        if type(shape) is list and all(type(k) is int and k >= 0 for k in shape) \
+                and dtype in NDARRAY_DTYPES:
+            return math.prod(shape) * np.dtype(dtype).itemsize
+        data = value.get("array")
+        return 8 * len(data) if type(data) is list else 0  # (else refused when decoded)
+    return 0
+
+
+def numpy_default(dtype: np.dtype) -> pa.DataType:
+    """The column type a numpy array infers: ints widen to int64 (Bokeh's serializer narrows
+    int64 to int32 on the wire, so the wire width is not the user's choice), floats keep theirs.
+    """
+    if dtype.kind == "f":
+        return pa.float32() if dtype.itemsize == 4 else pa.float64()
+    if dtype.kind == "b":
+        return pa.bool_()
+    if dtype == np.uint64:
+        return pa.uint64()
+    if dtype.kind in "iu":
+        return pa.int64()
+    raise DataError(f"unsupported array dtype {dtype}")
 
 
 def _declared(name: str, dtype: Any) -> pa.DataType:
@@ -122,20 +179,11 @@ def _to_arrow(values: list | np.ndarray, target: pa.DataType | None, name: str) 
     return _from_list(values, target, name)
 
 
-def _number(value: dict, name: str) -> float:
-    if value.get("type") == "number":
-        x = value.get("value")
-        if type(x) is str and x.lower() in _NUMBER_WORDS:
-            return _NUMBER_WORDS[x.lower()]
-        if type(x) in (int, float):
-            return float(x)
-    raise DataError(f"column {name!r}: unsupported value {short(value)}")
-
-
 def _from_list(values: list, target: pa.DataType | None, name: str) -> pa.Array:
     kinds = set(map(type, values))
     if dict in kinds:
-        values = [_number(v, name) if type(v) is dict else v for v in values]
+        values = [BOKEH.number(v, f"column {name!r}") if type(v) is dict else v
+                  for v in values]
         kinds = set(map(type, values))
     if kinds - {int, float, bool, str, _NONE}:
         if any(issubclass(k, np.generic) for k in kinds):  # numpy scalars from Python callers
@@ -294,103 +342,5 @@ def cast_array(array: Any, target: pa.DataType, name: str, *, lenient: bool = Fa
     raise refuse
 
 
-# --- JSON out -------------------------------------------------------------------------------
-
-
-def to_json(table: pa.Table) -> dict[str, list]:
-    """`{name: [values]}` in plain JSON values (see the module doc)."""
-    return {name: column_to_json(col)
-            for name, col in zip(table.column_names, table.columns, strict=True)}
-
-
-def column_to_json(column: pa.ChunkedArray | pa.Array) -> list:
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    out: list = []
-    for chunk in chunks:
-        out.extend(_chunk_to_json(chunk))
-    return out
-
-
-_INFINITIES = (math.inf, -math.inf)
-
-
-def _encode_float(x: float) -> dict:
-    return {"type": "number", "value": "nan" if x != x else "+inf" if x > 0 else "-inf"}
-
-
-_SMALL = 64  # rows: below this, Python's own list beats a round trip through numpy
-
-
-def _chunk_to_json(chunk: pa.Array) -> list:
-    t = chunk.type
-    if len(chunk) <= _SMALL and (is_float(t) or is_int(t) or pa.types.is_boolean(t)):
-        values = chunk.to_pylist()  # (nulls are None already)
-        if is_float(t):
-            for i, x in enumerate(values):
-                if x is not None and (x != x or x in _INFINITIES):
-                    values[i] = _encode_float(x)
-        return values
-    if is_float(t):
-        array = chunk.to_numpy(zero_copy_only=False)
-        values = array.tolist()
-        for i in np.flatnonzero(~np.isfinite(array)).tolist():
-            values[i] = _encode_float(values[i])
-    elif is_datetime(t):
-        ms = chunk.cast(pa.int64()).fill_null(0).to_numpy()
-        values = (ms / 1000.0 if t.unit == "us" else ms.astype(np.float64)).tolist()
-    elif (is_int(t) or pa.types.is_boolean(t)) and chunk.null_count == 0:
-        values = chunk.to_numpy(zero_copy_only=False).tolist()
-    else:
-        return chunk.to_pylist()
-    if chunk.null_count:
-        for i in np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False)).tolist():
-            values[i] = None
-    return values
-
-
-__all__ = ["cast_array", "column_from_json", "column_to_json", "table_from_json", "to_json",
+__all__ = ["cast_array", "column_from_json", "decode_column", "table_from_json",
            "values_to_arrow"]
-
-
-# --- Bokeh's binary arrays out ----------------------------------------------------------------
-
-# dtypes a browser holds as typed arrays, as Bokeh names them (its ndarray encoding)
-_TYPED = {pa.float64(): "float64", pa.float32(): "float32", pa.int32(): "int32",
-          pa.int16(): "int16", pa.int8(): "int8", pa.uint32(): "uint32", pa.uint16(): "uint16",
-          pa.uint8(): "uint8"}
-_SAFE_INT = 2 ** 53
-
-
-def to_bokeh(table: pa.Table) -> dict[str, Any]:
-    """`{name: column}` with numeric columns as Bokeh's ndarray encoding (`{"type":
-    "ndarray", "array": {"type": "bytes", "data": <base64>}, "shape": [n], "dtype",
-    "order": "little"}`), which a page turns into a typed array without parsing numbers;
-    times as float64 ms (Bokeh's convention), int64 as int32 or float64 when its values fit.
-    Other columns, and integer columns with nulls, as to_json's lists."""
-    return {name: column_to_bokeh(col)
-            for name, col in zip(table.column_names, table.columns, strict=True)}
-
-
-def column_to_bokeh(column: pa.ChunkedArray) -> Any:
-    t = column.type
-    array: np.ndarray | None = None
-    if t in _TYPED and (column.null_count == 0 or is_float(t)):
-        array = column.to_numpy()  # (float nulls become NaN)
-    elif is_datetime(t):
-        ms = column.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64)
-        array = ms / 1000.0 if t.unit == "us" else ms
-        if column.null_count:
-            array[np.asarray(column.is_null())] = np.nan
-    elif is_int(t) and column.null_count == 0 and len(column):
-        values = column.to_numpy()
-        lo, hi = int(values.min()), int(values.max())
-        if -2 ** 31 <= lo and hi < 2 ** 31:
-            array = values.astype(np.int32)
-        elif -_SAFE_INT <= lo and hi <= _SAFE_INT:
-            array = values.astype(np.float64)
-    if array is None:
-        return column_to_json(column)
-    array = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
-    return {"type": "ndarray", "shape": [len(array)], "dtype": str(array.dtype.name),
-            "order": "little",
-            "array": {"type": "bytes", "data": base64.b64encode(array.tobytes()).decode()}}

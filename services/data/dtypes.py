@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from services.common.bokeh.rules import Rules
 from services.common.errors import Unprocessable
 
 MAX_COLUMNS = 1000
@@ -31,6 +32,11 @@ class DataTooLarge(DataError):
 
     status = 413
     code = "payload_too_large"
+
+
+# Bokeh's wire format and ColumnDataSource rules (services/common/bokeh), refusing with
+# DataError.
+BOKEH = Rules(DataError)
 
 
 _TYPES: dict[str, pa.DataType] = {
@@ -100,7 +106,3 @@ def check_names(names: list[Any]) -> None:
         if name in seen:
             raise DataError(f"column {name!r} appears more than once")
         seen.add(name)
-
-
-def quote_names(names: Any) -> str:
-    return ", ".join(repr(n) for n in names)

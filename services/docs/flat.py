@@ -12,13 +12,13 @@ from collections.abc import Callable, Container
 from typing import Any
 
 from .values import (
+    BOKEH,
     LEAF_TYPES,
     SCALARS,
     SCALARS_OR_FLOAT,
     DocumentError,
     ModelExists,
     has_containers,
-    normalize_bytes,
     number,
 )
 
@@ -135,7 +135,7 @@ class Flattener:
         if kind == "ref" or (kind is None and "id" in v):
             return self._ref(v)
         if kind == "bytes":
-            return normalize_bytes(v)
+            return BOKEH.normalized_bytes(v, "bytes")
         for key in v:
             if type(key) is not str:
                 raise DocumentError(f"object keys must be strings, got {key!r}")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import columns
+from . import cds
 from .flat import Flattener, check_id, ref_id
-from .values import MAX_TITLE, DocumentError
+from .values import BOKEH, MAX_TITLE, DocumentError
 
 if TYPE_CHECKING:
     from .model import Doc
@@ -102,22 +102,22 @@ def _change_columns(doc: Doc, kind: str, model_id: str, attr: str, event: dict) 
     if kind != "ColumnDataChanged" and attr != "data":  # bokeh asserts this
         raise DocumentError(f"{kind} only applies to 'data', not {attr!r}")
     current = rep["attributes"].get(attr)
-    if current is None and rep["name"] not in columns.CDS_TYPES:
+    if current is None and rep["name"] not in cds.CDS_TYPES:
         raise DocumentError(f"model {model_id!r} ({rep['name']}) has no column data {attr!r}")
     data_only = Flattener(allow_models=False)
     if kind == "ColumnsStreamed":
-        rollover = columns.check_rollover(event.get("rollover"))
-        data = columns.read_columns(data_only(event["data"]), "streamed data")
-        new = columns.stream(current, data, rollover)
+        rollover = BOKEH.rollover(event.get("rollover"))
+        data = cds.read_columns(data_only(event["data"]), "streamed data")
+        new = cds.stream(current, data, rollover)
     elif kind == "ColumnsPatched":
-        patches = columns.read_columns(data_only(event["patches"]), "patches")
-        new = columns.patch(current, patches)
+        patches = cds.read_columns(data_only(event["patches"]), "patches")
+        new = cds.patch(current, patches)
     else:
         cols = event.get("cols")
         if cols is not None and (type(cols) is not list
                                  or not all(type(c) is str for c in cols)):
             raise DocumentError("cols must be a list of column names or null")
-        new = columns.replace_columns(current, data_only(event["data"]), cols)
+        new = cds.replace_columns(current, data_only(event["data"]), cols)
     # column data holds no models, so the model's references (and their cache) stay valid
     doc.models[model_id] = _with(rep, attr, new)
 
