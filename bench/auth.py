@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _util import BIN, fmt_s, free_port, met, percentile, start, start_nats, stop
+from _util import BIN, fmt_s, free_port, http_ready, met, percentile, start, start_nats, stop
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -114,14 +114,6 @@ def bench_jwt() -> None:
           f"{100 * full / raw:.0f}% of its time there, the rest in PyJWT (parsing, claims)")
 
 
-def http_ready(port: int) -> bool:
-    try:
-        # /readyz is on the internal port, --port + 1 by default
-        return httpx.get(f"http://127.0.0.1:{port + 1}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 async def make_api_key(port: int) -> str:
     user = {"username": "benchuser", "password": "bench-password-1"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1/auth",
@@ -181,14 +173,15 @@ async def bench_api_key(nats_url: str, port: int) -> None:
 def main() -> int:
     bench_jwt()
     with tempfile.TemporaryDirectory(prefix="plotline-bench-") as tmp:
-        tmpdir, nats, server = Path(tmp), None, None
+        tmpdir, nats_server, server = Path(tmp), None, None
         try:
-            nats, nats_url = start_nats(tmpdir)
+            nats_server = start_nats(tmpdir)
+            nats_url = nats_server.url
             port = free_port()
             argv = [str(BIN / "plotline"), "serve", "-m", "--ip", "127.0.0.1", "--port",
                     str(port), "-D", str(tmpdir / "data"), "--backend", "file",
                     "--nats-url", nats_url]
-            server = start(argv, tmpdir / "plotline.log", lambda: http_ready(port))
+            server = start(argv, tmpdir / "plotline.log", lambda: http_ready(port + 1))
             asyncio.run(bench_api_key(nats_url, port))
         except BaseException:
             for log in sorted(tmpdir.glob("*.log")):  # the temporary directory goes next
@@ -197,7 +190,8 @@ def main() -> int:
             raise
         finally:
             stop(server)
-            stop(nats)
+            if nats_server is not None:
+                nats_server.stop()
     return 0
 
 

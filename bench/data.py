@@ -165,13 +165,14 @@ def timed(fn, times: int) -> list[float]:  # type: ignore[no-untyped-def]
 
 
 def bench(tmp: Path, procs: list) -> None:
-    nats_proc, nats_url = start_nats(tmp)
-    procs.append(nats_proc)
+    nats_server = start_nats(tmp)
+    procs.append(nats_server.process)
+    nats_url = nats_server.url
     port = free_port()
     argv = [str(BIN / "plotline"), "serve", "--ip", "127.0.0.1", "--port", str(port), "-D",
             str(tmp / "data"), "--backend", "file", "--nats-url", nats_url]
     t = perf()
-    server = start(argv, tmp / "plotline.log", lambda: http_ready(port), timeout=180)
+    server = start(argv, tmp / "plotline.log", lambda: http_ready(port + 1), timeout=180)
     procs.append(server)
     print(f"server ready (/readyz, incl. kernel warm-up) in {perf() - t:.1f} s; "
           f"{len(os.sched_getaffinity(0))} CPUs shared by server and bench")

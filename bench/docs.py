@@ -216,12 +216,13 @@ async def patches(port: int, nats_url: str, doc_id: str, source: str) -> None:
 
 def bench(tmp: Path, procs: list) -> None:
     doc_json, models, plots = bokeh_document()
-    nats_proc, nats_url = start_nats(tmp)
-    procs.append(nats_proc)
+    nats_server = start_nats(tmp)
+    procs.append(nats_server.process)
+    nats_url = nats_server.url
     port, base = free_port(), "/api/v1/docs"
     argv = [str(BIN / "plotline"), "serve", "--ip", "127.0.0.1", "--port", str(port), "-D",
             str(tmp / "data"), "--backend", "file", "--nats-url", nats_url]
-    server = start(argv, tmp / "plotline.log", lambda: http_ready(port))
+    server = start(argv, tmp / "plotline.log", lambda: http_ready(port + 1))
     procs.append(server)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         created = client.post(f"{base}/", json={"title": "bench", "doc": doc_json})

@@ -225,8 +225,9 @@ def line(label: str, r: dict) -> str:
 
 
 def bench(tmp: Path, procs: list) -> None:
-    nats_proc, nats_url = start_nats(tmp)
-    procs.append(nats_proc)
+    nats_server = start_nats(tmp)
+    procs.append(nats_server.process)
+    nats_url = nats_server.url
     os.environ["PLOTLINE_DATA_WARM_UP"] = "false"  # no aggregates here
     data_port, push_port = free_port(), free_port()
     data = start([str(BIN / "plotline"), "serve", "--port", str(data_port), "-D",

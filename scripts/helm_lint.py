@@ -41,6 +41,7 @@ from services.common.names import (  # noqa: E402
     INTERNAL_PORT_NAME,
     PUBLIC_PORT_NAME,
     SERVICE_PREFIXES,
+    env_prefix,
     nats_env,
     nats_user,
 )
@@ -336,12 +337,12 @@ def check_deployments(objects: list[dict[str, Any]], values: dict[str, Any], lab
                 and d["spec"]["template"]["spec"]["securityContext"].get("runAsNonRoot")):
             raise Failed(f"{service}: securityContext is not locked down")
         fields = set(_load(FACTORIES[service][0]).model_fields)
-        env_prefix = f"PLOTLINE_{service.upper()}_"
+        variables = env_prefix(service)
         for var in c["env"]:
             name = var["name"]
             if name in NOT_SETTINGS:
                 continue
-            if not name.startswith(env_prefix) or name[len(env_prefix):].lower() not in fields:
+            if not name.startswith(variables) or name[len(variables):].lower() not in fields:
                 raise Failed(f"{service}: env {name} is not a field of its settings class")
     command = "plotline serve <service> --ip 0.0.0.0 --port P --internal-port I"
     command = f"`{command} --url-prefix {prefix}` (push: no prefix)" if prefix else f"`{command}`"

@@ -67,7 +67,13 @@ from servers import (  # noqa: E402
     start_redis,
 )
 
-from services.common.names import SERVICE_PREFIXES, SERVICES, nats_env, nats_user  # noqa: E402
+from services.common.names import (  # noqa: E402
+    SERVICE_PREFIXES,
+    SERVICES,
+    env_prefix,
+    nats_env,
+    nats_user,
+)
 
 # Replicas per service: two of each, so that one can stop (a crash, a rolling restart)
 # while the other serves. start_stack(replicas=) asks for others (bench/scale.py, and
@@ -151,7 +157,7 @@ class Stack:
 def service_env(service: str, *, nats_url: str, nats_password: str, redis_url: str,
                 azure: str, multi_user: bool, public_url: str) -> dict[str, str]:
     """The PLOTLINE_<SERVICE>_* variables the Helm chart gives this service."""
-    p = f"PLOTLINE_{service.upper()}_"
+    p = env_prefix(service)
     user_var, password_var = nats_env(service)
     env = {p + "NATS_URL": nats_url, user_var: nats_user(service), password_var: nats_password,
            p + "MULTI_USER": str(multi_user).lower(),

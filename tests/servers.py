@@ -86,7 +86,7 @@ def _start(name: str, argv: list[str], port: int, url: str, tmpdir: Path, ready,
     raise RuntimeError(f"{name} did not answer on port {port} in 30 s:\n{log.read_text()}")
 
 
-def _tcp_ready(port: int) -> bool:
+def tcp_ready(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -118,7 +118,7 @@ def start_nats(tmpdir: Path, *, detach: bool = False,
 
         argv = [binary, "-c", str(write_config(tmpdir / "nats-server.conf", port, store,
                                                passwords))]
-    return _start("nats", argv, port, f"nats://127.0.0.1:{port}", tmpdir, _tcp_ready, detach)
+    return _start("nats", argv, port, f"nats://127.0.0.1:{port}", tmpdir, tcp_ready, detach)
 
 
 def start_redis(tmpdir: Path, *, detach: bool = False, port: int | None = None,
@@ -146,7 +146,7 @@ def start_azurite(tmpdir: Path, *, detach: bool = False, port: int | None = None
     # --disableTelemetry always: otherwise Azurite tries to reach an outside host.
     argv += ["--location", str(location), "--skipApiVersionCheck", "--loose", "--disableTelemetry"]
     endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    server = _start("azurite", argv, port, endpoint, tmpdir, _tcp_ready, detach)
+    server = _start("azurite", argv, port, endpoint, tmpdir, tcp_ready, detach)
     server.connection_string = (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
         f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
@@ -154,7 +154,7 @@ def start_azurite(tmpdir: Path, *, detach: bool = False, port: int | None = None
     return server
 
 
-def _http_ready(port: int, path: str = "/readyz") -> bool:
+def http_ready(port: int, path: str = "/readyz") -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -193,7 +193,7 @@ def start_plotline(tmpdir: Path, *args: str, env: dict[str, str] | None = None,
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"plotline exited with {proc.returncode}:\n{log.read_text()}")
-        if _http_ready(internal_port, "/readyz"):
+        if http_ready(internal_port, "/readyz"):
             return server
         time.sleep(0.1)
     server.stop()

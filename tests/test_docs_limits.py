@@ -84,3 +84,26 @@ def test_a_gzipped_ndarray_in_a_document_inflates_no_further_than_its_limit(mult
         assert r.status_code == status, r.text
         assert set(r.json()) == {"error", "detail"}
     assert c.get(f"{DOCS}/{made['id']}", headers=h).json()["version"] == 1
+
+
+def test_every_way_in_takes_share_keys_of_one_length(multi_server, account):
+    """The fast read, its FastAPI twins, data's reads through a document and the pages all
+    stop at names.MAX_SHARE_KEY (they had 100, none and 200): a longer key is refused
+    before anyone is asked, one of that length is asked about and is simply wrong."""
+    from services.common.names import MAX_SHARE_KEY, VIEWER_PREFIX
+
+    c, h = account["client"], account["headers"]
+    doc = c.post(f"{DOCS}/", json={"title": new_username(), "doc": figure_doc()},
+                 headers=h).json()["id"]
+    source = c.post(f"{DATA}/sources", json={"name": "s", "columns": {"x": [1]}},
+                    headers=h).json()["id"]
+    too_long, longest = "k" * (MAX_SHARE_KEY + 1), "k" * MAX_SHARE_KEY
+    for path, params in ((f"{DOCS}/{doc}", {}), (f"{DOCS}/{doc}/objects", {}),
+                         (f"{DATA}/sources/{source}", {"doc": doc})):
+        r = c.get(path, params={**params, "share": too_long})  # (anonymous)
+        assert (r.status_code, r.json()["error"]) == (422, "invalid_request"), (path, r.text)
+        r = c.get(path, params={**params, "share": longest})
+        assert r.status_code in (401, 404), (path, r.text)
+    page = f"{VIEWER_PREFIX}/{doc}"
+    assert c.get(page, params={"share": too_long}).status_code == 404
+    assert c.get(page, params={"share": longest}).status_code == 404

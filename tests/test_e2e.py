@@ -1,7 +1,9 @@
 """End to end through the one URL of an installation, against both shapes of it: the embedded
 mode (`plotline serve -m`: every service in one process) and the local distributed stack
 (`make stack`: a process per service, push twice, NATS, Redis, Azurite, nginx in front),
-started by scripts/stack.py's own `start_stack`. Every scenario runs against both.
+started by scripts/stack.py's own `start_stack`. Every scenario runs against both, and
+against the embedded mode on uvicorn (`--server uvicorn`): the same apps on another ASGI
+server.
 
 In the stack each request crosses processes: docs and data verify auth's JWTs with keys
 they get over NATS, data asks docs who may read a source, push asks data, and the events of
@@ -58,7 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.stop()
 
 
-@pytest.fixture(scope="module", params=["embedded", "stack"])
+@pytest.fixture(scope="module", params=["embedded", "uvicorn", "stack"])
 def target(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     if request.param == "stack":
@@ -68,9 +70,10 @@ def target(request: pytest.FixtureRequest,
                      {s.name.partition("-")[0]: s.internal_url for s in running.servers
                       if s.internal_url})
         return
-    server = start_install(tmp_path_factory.mktemp("embedded"), "-m")
+    server = start_install(tmp_path_factory.mktemp(request.param), "-m",
+                           *(["--server", "uvicorn"] if request.param == "uvicorn" else []))
     try:
-        yield Target("embedded", server.url, [f"{server.internal_url}/metrics"],
+        yield Target(request.param, server.url, [f"{server.internal_url}/metrics"],
                      dict.fromkeys(("auth", "docs", "data", "push"), server.internal_url))
     finally:
         stop_install(server)

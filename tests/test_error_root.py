@@ -12,7 +12,8 @@ import pytest
 from fastapi import FastAPI
 
 import services
-from services.common.errors import ErrorBody, PlotlineError, errors, install_error_handlers
+from services.common.errors import PlotlineError
+from services.common.httperrors import ErrorBody, errors, install_error_handlers
 from services.common.stores.blob import BlobNotFound
 from services.common.stores.kv import VersionConflict
 from services.data.columns import DataError, DataTooLarge, UnknownColumn

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from conftest import new_username
 from pydantic import ValidationError
-from servers import start_plotline
+from servers import free_port, start_plotline
 
 from services.auth.config import AuthSettings
 
@@ -201,3 +201,40 @@ def test_placeholder_secrets_refused_outside_dev():
     with pytest.raises(ValidationError, match="placeholder"):
         AuthSettings(smtp_url="changeme")
     assert AuthSettings(smtp_url="changeme", dev=True).dev is True
+
+
+def test_a_service_app_is_a_plain_asgi_app_any_server_runs(nats_url):
+    """What create_app returns is what is served: handed straight to uvicorn (no Embedded,
+    no `plotline serve`), the docs app starts its lifespan, answers its FastAPI routes and
+    its front door (the hot read) alike, and stops."""
+    import asyncio
+
+    import uvicorn
+
+    from services.docs.app import create_app
+    from services.docs.config import DocsSettings
+
+    app = create_app(DocsSettings(nats_url=nats_url, kv_url="memory://", blob_url="memory://",
+                                  dev=True))
+    port = free_port()
+
+    async def scenario() -> tuple[int, int, int]:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                               lifespan="on", log_level="warning"))
+        serving = asyncio.create_task(server.serve())
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+                for _ in range(100):
+                    if server.started:
+                        break
+                    await asyncio.sleep(0.05)
+                made = await c.post("/api/v1/docs/", json={"title": "plain asgi"})
+                read = await c.get(f"/api/v1/docs/{made.json()['id']}")  # the front door
+                listed = await c.get("/api/v1/docs/")  # FastAPI
+                return made.status_code, read.status_code, len(listed.json())
+        finally:
+            server.should_exit = True
+            await serving
+
+    assert asyncio.run(scenario()) == (201, 200, 1)
+    assert app.state.started is False  # the lifespan ran and ended

@@ -7,7 +7,8 @@ import sys
 
 from services.common.names import INTERNAL_IP
 
-from . import commands, serve
+from . import commands, content, serve
+from .cliutil import Verbs
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +47,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="run this Python script beside the server as an applet (repeatable):"
                    " its own process, with PLOTLINE_URL set, restarted if it exits, stopped"
                    " with the server; output in DIR/applets/<name>.log")
+    p.add_argument("--server", choices=["granian", "uvicorn"], default="granian",
+                   help="the ASGI server of the public port (default: %(default)s, the "
+                   "faster; push alone always runs on its own websocket server)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs and access log")
     p.set_defaults(func=serve.run)
 
@@ -55,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="plotline", description="Plotline: a self-hosted plot server.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _serve_parser(sub)
-    commands.add_client_commands(sub)
+    verbs = Verbs(sub)
+    commands.add_account_commands(verbs)
+    content.add_content_commands(verbs, [verbs.url])
     return parser
 
 

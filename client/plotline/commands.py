@@ -1,5 +1,5 @@
 """The client verbs of `plotline`: register, login, logout, whoami, keys create|list|revoke
-(and, from content.py: publish, ls, rm, gc, upload).
+(content.py has publish, ls, rm, gc and upload; cliutil.py what all verbs share).
 
 Each verb talks to one server (`--url`, default from ~/.plotline/config) through `Session`.
 Results go to stdout; notes and errors go to stderr. A failure prints one line,
@@ -9,65 +9,13 @@ Results go to stdout; notes and errors go to stderr. A failure prints one line,
 from __future__ import annotations
 
 import argparse
-import configparser
-import functools
 import getpass
 import json
 import sys
-import time
-from collections.abc import Callable
 
 from . import config
-from .session import PlotlineError, Session
-
-URL_HELP = ("the server's URL, including any --url-prefix (default: [server] url in "
-            "$PLOTLINE_HOME/config, else " + config.DEFAULT_URL + "; PLOTLINE_HOME defaults "
-            "to ~/.plotline)")
-
-
-class UsageError(Exception):
-    """A problem with how the command was called (printed like a server error)."""
-
-
-# --- helpers -----------------------------------------------------------------------------
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def _url_flag(args: argparse.Namespace) -> str:
-    return f" --url {args.url}" if args.url else ""
-
-
-def _explain(exc: PlotlineError, args: argparse.Namespace) -> str:
-    """The server's detail, plus what to do when it is about logging in."""
-    if exc.status == 401 and exc.code == "token_expired":
-        return f"{exc.detail} with `plotline login{_url_flag(args)}`"
-    if exc.status == 401 and exc.code != "invalid_credentials":
-        return f"{exc.detail}; log in with `plotline login{_url_flag(args)}`"
-    return exc.detail
-
-
-def _guarded(fn: Callable[[argparse.Namespace], int | None]) -> Callable[..., int]:
-    """Turn every expected failure into one line on stderr and exit status 1."""
-
-    @functools.wraps(fn)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args) or 0
-        except PlotlineError as exc:
-            message = _explain(exc, args)
-        except UsageError as exc:
-            message = str(exc)
-        except (OSError, configparser.Error) as exc:
-            message = f"configuration in {config.home()}: {exc}"
-        except (KeyboardInterrupt, EOFError):
-            print(file=sys.stderr)
-            return 130
-        print("plotline: " + " ".join(message.split()), file=sys.stderr)
-        return 1
-
-    return run
+from .cliutil import UsageError, Verbs, say, url_flag, when
+from .session import Session
 
 
 def _password(args: argparse.Namespace, confirm: bool = False) -> str:
@@ -95,19 +43,15 @@ def _username(args: argparse.Namespace, saved: str | None) -> str:
     return input("Username: ").strip()
 
 
-def _when(created: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "-"
-
-
 # --- the verbs ---------------------------------------------------------------------------
 
 def cmd_register(args: argparse.Namespace) -> None:
     with Session(args.url) as s:
         user = s.register(args.username, _password(args, confirm=True), args.email)
-        _say(f"Registered {user['username']} at {s.root_url}.")
+        say(f"Registered {user['username']} at {s.root_url}.")
         if user.get("verified") is False:
-            _say(f"Follow the link sent to {user.get('email')} before logging in.")
-        _say(f"Log in with: plotline login {user['username']}{_url_flag(args)}")
+            say(f"Follow the link sent to {user.get('email')} before logging in.")
+        say(f"Log in with: plotline login {user['username']}{url_flag(args)}")
 
 
 def cmd_login(args: argparse.Namespace) -> None:
@@ -115,7 +59,7 @@ def cmd_login(args: argparse.Namespace) -> None:
         username = _username(args, s.username)
         answer = s.login(username, _password(args))
         minutes = int(answer.get("expires_in", 0)) // 60
-        _say(f"Logged in to {s.root_url} as {username}; token saved in "
+        say(f"Logged in to {s.root_url} as {username}; token saved in "
              f"{config.credentials_file(s.root_url)} (valid for {minutes} min).")
 
 
@@ -123,9 +67,9 @@ def cmd_logout(args: argparse.Namespace) -> None:
     with Session(args.url) as s:
         where = config.credentials_file(s.root_url)
         if s.logout():
-            _say(f"Logged out of {s.root_url}; forgot its saved credentials in {where}.")
+            say(f"Logged out of {s.root_url}; forgot its saved credentials in {where}.")
         else:
-            _say(f"No saved credentials for {s.root_url}.")
+            say(f"No saved credentials for {s.root_url}.")
 
 
 def cmd_whoami(args: argparse.Namespace) -> None:
@@ -137,11 +81,11 @@ def cmd_whoami(args: argparse.Namespace) -> None:
 def cmd_keys_create(args: argparse.Namespace) -> None:
     with Session(args.url) as s:
         key = s.create_key(args.name, save=args.save)
-        _say(f"Created API key {key['id']} ({key['name']}). This is the only time its secret "
+        say(f"Created API key {key['id']} ({key['name']}). This is the only time its secret "
              "is shown; store it now:")
         print(key["key"], flush=True)
         if args.save:
-            _say(f"Saved in {config.credentials_file(s.root_url)}; later commands for "
+            say(f"Saved in {config.credentials_file(s.root_url)}; later commands for "
                  f"{s.root_url} use it.")
 
 
@@ -152,26 +96,25 @@ def cmd_keys_list(args: argparse.Namespace) -> None:
         print(json.dumps(keys, indent=2))
         return
     if not keys:
-        _say("No API keys.")
+        say("No API keys.")
         return
     width = max(len(k["id"]) for k in keys)
     print(f"{'ID':<{width}}  {'CREATED':<16}  NAME")
     for k in sorted(keys, key=lambda k: k.get("created") or 0):
-        print(f"{k['id']:<{width}}  {_when(k.get('created')):<16}  {k['name']}")
+        print(f"{k['id']:<{width}}  {when(k.get('created')):<16}  {k['name']}")
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> None:
     with Session(args.url) as s:
         s.revoke_key(args.id)
-    _say(f"Revoked API key {args.id}.")
+    say(f"Revoked API key {args.id}.")
 
 
 # --- the parsers -------------------------------------------------------------------------
 
-def add_client_commands(sub: argparse._SubParsersAction) -> None:
-    """Register the client verbs on the `plotline` command's subparsers."""
-    url = argparse.ArgumentParser(add_help=False)
-    url.add_argument("--url", metavar="URL", help=URL_HELP)
+def add_account_commands(verb: Verbs) -> None:
+    """Register the account verbs (register, login, logout, whoami, keys)."""
+    url = verb.url
     password = argparse.ArgumentParser(add_help=False)
     group = password.add_mutually_exclusive_group()
     group.add_argument("--password", metavar="PASSWORD",
@@ -180,12 +123,6 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--password-stdin", action="store_true",
                        help="read the password from the first line of standard input")
     prompt = " Without a password option, asks for it when run in a terminal."
-
-    def verb(name: str, fn: Callable, summary: str, description: str,
-             parents: list, on: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
-        p = on.add_parser(name, help=summary, description=description, parents=parents)
-        p.set_defaults(func=_guarded(fn))
-        return p
 
     p = verb("register", cmd_register, "create an account on a multi-user server",
              "Create an account on a Plotline server started with -m (multi-user). It does "
@@ -209,7 +146,7 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
              "Print the username the server sees for the saved (or no) credentials.", [url])
     p.add_argument("--json", action="store_true", help="print the whole profile as JSON")
 
-    keys = sub.add_parser("keys", help="create, list or revoke API keys",
+    keys = verb.sub.add_parser("keys", help="create, list or revoke API keys",
                           description="Manage your API keys: long-lived credentials for "
                           "scripts, sent as 'Authorization: Bearer <key>'.")
     keys.set_defaults(func=lambda args: keys.print_help() or 2)
@@ -230,7 +167,3 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     p = verb("revoke", cmd_keys_revoke, "revoke an API key",
              "Revoke an API key; every service refuses it within a second.", [url], keys_sub)
     p.add_argument("id", metavar="ID", help="the key's id (as `keys list` shows) or the key")
-
-    from .content import add_content_commands  # (it imports this module's helpers)
-
-    add_content_commands(verb, [url])

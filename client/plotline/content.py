@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from .commands import UsageError, _say, _when
+from services.common.names import DELETE_DATA_MODES
+
+from .cliutil import UsageError, Verbs, say, when
 from .session import Session
 
 
@@ -27,7 +28,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
     with Session(args.url) as s:
         meta = s.publish(doc, args.title or own_title or Path(args.file).stem,
                          public=args.public)
-    _say(f"Published {meta['title']!r} as {meta['id']}"
+    say(f"Published {meta['title']!r} as {meta['id']}"
          + (" (public)." if meta["published"] else " (private)."))
     print(meta["url"])
 
@@ -38,7 +39,7 @@ def cmd_ls(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({"documents": docs, "sources": sources}, indent=2))
         return
-    _table("DOCUMENTS", docs, [("ID", "id"), ("UPDATED", lambda d: _when(d.get("updated"))),
+    _table("DOCUMENTS", docs, [("ID", "id"), ("UPDATED", lambda d: when(d.get("updated"))),
                                ("PUBLIC", lambda d: "yes" if d["published"] else "no"),
                                ("OWNER", "owner"), ("TITLE", "title")])
     print()
@@ -80,7 +81,7 @@ def cmd_rm(args: argparse.Namespace) -> None:
                 s.delete_source(full)
             else:
                 s.delete_document(full, args.data)
-            _say(f"Removed {kind} {full}"
+            say(f"Removed {kind} {full}"
                  + (f" (its data: {args.data})." if kind == "document" else "."))
 
 
@@ -90,7 +91,7 @@ def cmd_gc(args: argparse.Namespace) -> None:
     for source in garbage:
         print(f"{source['id']}  {source['name']}")
     verb = "Would remove" if args.dry_run else "Removed"
-    _say(f"{verb} {len(garbage)} unreferenced data source{'s' * (len(garbage) != 1)}.")
+    say(f"{verb} {len(garbage)} unreferenced data source{'s' * (len(garbage) != 1)}.")
 
 
 class ProgressBar:
@@ -124,13 +125,13 @@ def cmd_upload(args: argparse.Namespace) -> None:
             source = s.upload(args.file, args.name, progress=bar)
     finally:
         bar.close()
-    _say(f"Uploaded {args.file}: {source['rows']} rows, {len(source['columns'])} columns, "
+    say(f"Uploaded {args.file}: {source['rows']} rows, {len(source['columns'])} columns, "
          f"as data source {source['id']} ({source['name']}).")
     print(source["id"])
 
 
-def add_content_commands(verb: Callable[..., argparse.ArgumentParser], url: list) -> None:
-    """Register publish, ls, rm, gc and upload with commands.py's `verb` helper."""
+def add_content_commands(verb: Verbs, url: list) -> None:
+    """Register publish, ls, rm, gc and upload."""
     p = verb("publish", cmd_publish, "publish a Bokeh script or document; print its URL",
              "Store a Bokeh document on the server and print its viewer URL. FILE is a "
              "Python script, run as `bokeh serve` runs one: with a fresh curdoc(), whose "
@@ -154,7 +155,7 @@ def add_content_commands(verb: Callable[..., argparse.ArgumentParser], url: list
              "only one of yours (`plotline ls` shows them). An id is looked up among your "
              "data sources and documents; with --source, among your sources only.", url)
     p.add_argument("ids", metavar="ID", nargs="+", help="a document or source id, or prefix")
-    p.add_argument("--data", choices=["keep", "orphans", "force"], default="keep",
+    p.add_argument("--data", choices=DELETE_DATA_MODES, default="keep",
                    help="for documents: keep the data sources it binds (default), drop "
                    "the orphans (those no other document binds), or force (drop them all)")
     p.add_argument("--source", action="store_true", help="ID names data sources only")

@@ -12,13 +12,12 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from fastapi import FastAPI
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from services.common.app import combined_openapi
+from services.common.app import ServiceApp, combined_openapi
+from services.common.httperrors import error_response
 from services.common.internal import Stopping
 from services.common.names import API_PREFIX, SERVICE_PREFIXES
 
@@ -26,19 +25,17 @@ log = logging.getLogger("plotline.serve")
 
 
 class Embedded:
-    def __init__(self, apps: dict[str, FastAPI], url_prefix: str = "",
+    def __init__(self, apps: dict[str, ServiceApp], url_prefix: str = "",
                  after_shutdown: Callable[[], None] | None = None) -> None:
         self.apps = apps
         # runs once every service has drained (stops the private NATS child)
         self.after_shutdown = after_shutdown
         self.prefix = url_prefix.rstrip("/")
         # longest prefix first, so /api/v1/docs never shadows a longer one
-        # a service may put an ASGI front door before its FastAPI app (app.state.front)
-        self.table = sorted(((SERVICE_PREFIXES[n], getattr(a.state, "front", a))
-                             for n, a in apps.items()), key=lambda item: -len(item[0]))
+        self.table = sorted(((SERVICE_PREFIXES[n], a) for n, a in apps.items()),
+                            key=lambda item: -len(item[0]))
         # the home page and viewer pages belong to docs when it is mounted
-        docs = apps.get("docs")
-        self.fallback = getattr(docs.state, "front", docs) if docs else None
+        self.fallback = apps.get("docs")
         self.started = False  # every service's lifespan started (the exit status)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,7 +71,7 @@ class Embedded:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for app in self.apps.values():
-                    await stack.enter_async_context(app.router.lifespan_context(app))
+                    await stack.enter_async_context(app.lifespan())
                 started = self.started = True
                 log.info("all services started")
                 await send({"type": "lifespan.startup.complete"})
@@ -98,8 +95,7 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 4404})
         return
-    body: dict[str, Any] = {"error": "not_found", "detail": f"no route for {scope['path']}"}
-    await JSONResponse(body, status_code=404)(scope, receive, send)
+    await error_response(404, "not_found", f"no route for {scope['path']}")(scope, receive, send)
 
 
 def _closing(send: Send) -> Send:

@@ -188,30 +188,21 @@ async def _with_internal(apps: dict[str, Any], args: argparse.Namespace, main: A
 
 
 async def _http_server(app: Any, args: argparse.Namespace, drain: float = 0.0) -> None:
-    """Serve `app` with granian in this process and this event loop until SIGINT/SIGTERM.
+    """Serve `app` with --server (granian or uvicorn) in this process and this event loop
+    until SIGINT/SIGTERM. Both run in our loop, so the lifespan, the services and the
+    private NATS child keep one owner: this process.
 
-    granian's HTTP/1.1 and websocket handling is Rust (hyper); per request it costs about
-    half of what uvicorn costs, which is most of the hot read's time (bench/docs.py). Its
-    embedded server runs in our loop, so the lifespan, the services and the private NATS
-    child keep one owner: this process.
+    granian is the default: its HTTP/1.1 and websocket handling is Rust (hyper), and per
+    request it costs about half of what uvicorn costs, which is most of the hot read's time
+    (bench/docs.py). uvicorn runs the same app (the design's reference ASGI server) for
+    those who know it or need what it has (tests/test_e2e.py runs every scenario on it).
     """
     import asyncio
     import signal
 
-    from granian.constants import Interfaces
-    from granian.log import LogLevels
-    from granian.server.embed import Server
-
-    server = Server(
-        app, address=args.ip, port=args.port, interface=Interfaces.ASGI, websockets=True,
-        log_level=LogLevels.debug if args.verbose else LogLevels.info,
-        log_access=args.verbose,
-        # granian's records go to our handlers and format (the root logger's)
-        log_dictconfig={"loggers": {"_granian": {"propagate": True},
-                                    "granian.access": {"propagate": True}}})
-    logging.getLogger("_granian").addFilter(_QuietExperimental())
     from services.common.internal import Stopping
 
+    server = (_uvicorn if args.server == "uvicorn" else _granian)(app, args)
     loop = asyncio.get_running_loop()
     stopped = False
 
@@ -234,6 +225,41 @@ async def _http_server(app: Any, args: argparse.Namespace, drain: float = 0.0) -
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     await server.serve()
+
+
+def _granian(app: Any, args: argparse.Namespace) -> Any:
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    server = Server(
+        app, address=args.ip, port=args.port, interface=Interfaces.ASGI, websockets=True,
+        log_level=LogLevels.debug if args.verbose else LogLevels.info,
+        log_access=args.verbose,
+        # granian's records go to our handlers and format (the root logger's)
+        log_dictconfig={"loggers": {"_granian": {"propagate": True},
+                                    "granian.access": {"propagate": True}}})
+    logging.getLogger("_granian").addFilter(_QuietExperimental())
+    return server
+
+
+def _uvicorn(app: Any, args: argparse.Namespace) -> Any:
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        # our signal handlers decide when to stop (the drain), not uvicorn's
+        def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
+
+        def stop(self) -> None:
+            self.should_exit = True
+
+    # log_config None: uvicorn's records go to our handlers and format (the root logger's)
+    return Server(uvicorn.Config(
+        app, host=args.ip, port=args.port, lifespan="on", log_config=None,
+        log_level="debug" if args.verbose else "info", access_log=args.verbose))
 
 
 class _QuietExperimental(logging.Filter):

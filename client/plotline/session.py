@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
-from services.common.names import ARROW_STREAM, SERVICE_PREFIXES
+from services.common.names import ARROW_STREAM, SERVICE_PREFIXES, VIEWER_PREFIX
 
 from . import bokehdocs, config, datafiles, sources
 from . import live as live_mod
@@ -386,7 +386,7 @@ class Session:
 
     def viewer_url(self, doc_id: str) -> str:
         """The page that shows a document (the server's `/plots/{id}`)."""
-        return f"{self.root_url}/plots/{_q(doc_id)}"
+        return f"{self.root_url}{VIEWER_PREFIX}/{_q(doc_id)}"
 
     # --- data sources --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.common.app import build_app, ready_checks, reported_checks
+from services.common.app import ServiceApp, build_app, ready_checks, reported_checks
 from services.common.clients import service_clients
 from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
@@ -35,7 +35,7 @@ async def _rotate_forever(ring: KeyRing, every_s: float) -> None:
             log.exception("signing key refresh failed; will retry")
 
 
-def create_app(settings: AuthSettings | None = None) -> FastAPI:
+def create_app(settings: AuthSettings | None = None) -> ServiceApp:
     settings = settings or AuthSettings()
 
     @contextlib.asynccontextmanager
@@ -63,10 +63,10 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             finally:
                 rotation.cancel()
 
-    app = build_app(service="auth", title="Plotline auth", lifespan=lifespan,
-                    max_body_bytes=settings.max_body_bytes, routers=[router])
-    # a viewer on another site renews its scoped token (services/common/cors.py); Embedded
-    # and `plotline serve auth` send requests to app.state.front
-    app.state.front = ViewerCORS(app, app.state, "auth")
-    return app
+    def front(api: FastAPI) -> ViewerCORS:
+        # a viewer on another site renews its scoped token (services/common/cors.py)
+        return ViewerCORS(api, api.state, "auth")
+
+    return build_app(service="auth", title="Plotline auth", lifespan=lifespan,
+                     max_body_bytes=settings.max_body_bytes, routers=[router], front=front)
 

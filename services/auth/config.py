@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from services.common.names import env_prefix
 from services.common.settings import ServiceSettings
 
 
 class AuthSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="PLOTLINE_AUTH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix("auth"), extra="ignore")
 
     token_ttl_seconds: int = 3600
     # A new signing key every week; old keys stay in the JWKS until their tokens expire.

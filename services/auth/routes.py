@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
 from services.common.clientaddr import client_address
 from services.common.deps import CurrentUser, in_scope
-from services.common.errors import BadRequest, Forbidden, Unauthorized, errors
+from services.common.errors import BadRequest, Forbidden, Unauthorized
+from services.common.httperrors import errors
 from services.common.identity import Principal
+from services.common.models import Out
 from services.common.names import (
     CSRF_COOKIE,
     MAX_PASSWORD,
@@ -71,11 +73,6 @@ class DocTokenOut(TokenOut):
 
 class KeyIn(BaseModel):
     name: str = Field(default="default", min_length=1, max_length=100)
-
-
-# Answers. Extra keys pass through, so a field the service adds is not silently dropped.
-class Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
 
 
 class AccountOut(Out):

@@ -1,4 +1,5 @@
-"""The skeleton every service app shares: errors, body limit, metrics, readiness checks.
+"""The skeleton every service app shares: errors, body limit, metrics, readiness checks, and
+`ServiceApp`, the one thing a service's create_app returns and any ASGI server runs.
 
 Health, readiness and metrics are answered on the internal port (services/common/internal.py),
 never on the public one, which only the API, pages and /ws reach."""
@@ -20,8 +21,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import announced_too_large, body_too_large, error_response, install_error_handlers
+from .errors import BodyTooLarge
 from .headers import SecurityHeaders
+from .httperrors import announced_too_large, answer_for, error_response, install_error_handlers
 from .names import HTTP_METHODS, SERVICE_PREFIXES
 
 # Every label comes from a fixed set, so no request can add series: method is one of
@@ -35,8 +37,7 @@ ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
 def _too_big(limit: int) -> JSONResponse:
-    exc = body_too_large(limit)
-    return error_response(exc.status, exc.code, exc.detail, exc.headers)
+    return answer_for(BodyTooLarge(limit))
 
 
 class BodyLimit:
@@ -118,11 +119,37 @@ class Metrics:
             LATENCY.labels(self.service, route).observe(time.perf_counter() - start)
 
 
+Front = Callable[[FastAPI], ASGIApp]
+"""A service's front doors, built around its FastAPI app (services/common/front.py)."""
+
+
+class ServiceApp:
+    """What a service serves: a plain ASGI app that any ASGI server runs (granian, uvicorn),
+    its front doors (if any) before its FastAPI app, which answers everything else and the
+    lifespan (the front doors pass it through).
+
+    `api` is the FastAPI app, for its routes, OpenAPI document and lifespan; `state` is the
+    service's state (`api.state`), which /readyz and the front doors read."""
+
+    def __init__(self, api: FastAPI, front: Front | None = None) -> None:
+        self.api = api
+        self.state = api.state
+        self.entry: ASGIApp = front(api) if front else api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.entry(scope, receive, send)
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        """The service's lifespan, for a runner that starts several in one process."""
+        return self.api.router.lifespan_context(self.api)
+
+
 def build_app(*, service: str, title: str, lifespan: Callable[[FastAPI], Any],
-              max_body_bytes: int, routers: list[Any]) -> FastAPI:
-    """A service app: its routers at their full API paths. `app.state.started` and
-    `app.state.ready_checks` decide the internal port's /readyz; `reported_checks` are
-    shown there too, without deciding it."""
+              max_body_bytes: int, routers: list[Any], front: Front | None = None
+              ) -> ServiceApp:
+    """A service app: its routers at their full API paths, behind `front`.
+    `state.started` and `state.ready_checks` decide the internal port's /readyz;
+    `reported_checks` are shown there too, without deciding it."""
 
     @contextlib.asynccontextmanager
     async def tracked(app: FastAPI) -> Any:
@@ -147,7 +174,7 @@ def build_app(*, service: str, title: str, lifespan: Callable[[FastAPI], Any],
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Metrics, service=service)
-    return app
+    return ServiceApp(app, front)
 
 
 def ready_checks(kv: Any) -> dict[str, ReadyCheck]:
@@ -179,7 +206,7 @@ def reported_checks(bus: Any) -> dict[str, ReadyCheck]:
     return {"nats": nats, "outbox": outbox}
 
 
-def combined_openapi(apps: list[FastAPI], server: str = "/") -> dict[str, Any]:
+def combined_openapi(apps: list[ServiceApp], server: str = "/") -> dict[str, Any]:
     """One OpenAPI document for the whole prefix API, merged from every service's own: every
     path, every component. `server` is the URL prefix the paths live under. A process that
     runs only some services (`plotline serve docs`, which the ingress sends this path)
@@ -192,7 +219,7 @@ def combined_openapi(apps: list[FastAPI], server: str = "/") -> dict[str, Any]:
     merged: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": "Plotline", "version": "1"},
                               "servers": [{"url": server}], "paths": {}, "components": {}}
     for service in SERVICE_PREFIXES:
-        doc = (running.get(service) or _described(service)).openapi()
+        doc = (running.get(service) or _described(service)).api.openapi()
         taken = merged["components"].get("schemas", {})
         clashes = [name for name, schema in doc.get("components", {}).get("schemas", {}).items()
                    if taken.get(name, schema) != schema]
@@ -205,7 +232,7 @@ def combined_openapi(apps: list[FastAPI], server: str = "/") -> dict[str, Any]:
 
 
 @functools.cache
-def _described(service: str) -> FastAPI:
+def _described(service: str) -> ServiceApp:
     """A service's app built from its default settings, unchecked: only its routes are used
     (no lifespan runs, so it opens nothing)."""
     module = importlib.import_module(f"services.{service}.app")
@@ -225,5 +252,3 @@ def _renamed(doc: dict[str, Any], names: list[str], prefix: str) -> dict[str, An
         schemas[prefix + name] = schemas.pop(name)
     return doc
 
-
-LifespanFactory = Callable[[FastAPI], AbstractAsyncContextManager[None]]

@@ -3,9 +3,9 @@
 FastAPI's routing, dependency solving and response classes cost several times the work of
 the hottest calls themselves. A Front answers exactly one route, with the same service call,
 the same errors and the same metrics as the FastAPI route it stands in front of; everything
-else, and the OpenAPI description of that route, stays with FastAPI. A service puts its
-Front on `app.state.front`; the embedded app and `plotline serve <service>` send requests to
-it (client/plotline/embedded.py).
+else, and the OpenAPI description of that route, stays with FastAPI. A service's create_app
+builds its Fronts around its FastAPI app (`build_app(front=...)`), and what it returns, a
+ServiceApp, sends every request through them (services/common/app.py).
 
 A subclass names its `method`, `service` and `route` (the template, for metrics), and writes
 `key` (the id in a path it answers, else None) and `answer` (returns the status it sent).
@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .app import LATENCY, REQUESTS
-from .errors import PlotlineError, announced_too_large, body_too_large, error_response
+from .errors import BodyTooLarge, PlotlineError
 from .headers import secured
+from .httperrors import announced_too_large, answer_for, error_response
 
 log = logging.getLogger("plotline.front")
 
@@ -67,8 +68,7 @@ class Front:
             status = await self.answer(scope, key, receive, send)
         except PlotlineError as exc:
             status = exc.status
-            await error_response(exc.status, exc.code, exc.detail, exc.headers)(
-                scope, receive, send)
+            await answer_for(exc)(scope, receive, send)
         except Disconnected:
             status = 499  # nginx's word for it: the client closed the request
         except Exception:
@@ -87,7 +87,7 @@ class Front:
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body; PayloadTooLarge past `limit` (announced or streamed)."""
     if announced_too_large(scope, limit):
-        raise body_too_large(limit)
+        raise BodyTooLarge(limit)
     parts, size = [], 0
     while True:
         message = await receive()
@@ -96,7 +96,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         part = message.get("body", b"")
         size += len(part)
         if size > limit:
-            raise body_too_large(limit)
+            raise BodyTooLarge(limit)
         parts.append(part)
         if not message.get("more_body", False):
             return parts[0] if len(parts) == 1 else b"".join(parts)

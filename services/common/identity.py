@@ -199,7 +199,7 @@ async def connect_authenticator(settings: Any, bus: Any, *,
     ask auth over NATS (or fetch the JWKS over HTTP when `jwks_url` is set)."""
     from .bus import Bus
     from .events import AuthVerb
-    from .names import AUTH_JWKS, AUTH_SESSION, AUTH_VERIFY, service_subjects
+    from .names import AUTH_JWKS, AUTH_SESSION, AUTH_VERIFY, service_subjects, subject_entity
     from .tokens import JWKSCache
 
     assert isinstance(bus, Bus)
@@ -233,7 +233,7 @@ async def connect_authenticator(settings: Any, bus: Any, *,
                                   api_keys=cache, sessions=sessions)
 
     async def on_revoked(subject: str, _event: Any) -> None:
-        authenticator.revoked(subject.split(".")[2])
+        authenticator.revoked(subject_entity(subject))
 
     await bus.subscribe(service_subjects("auth", AuthVerb.REVOKED), on_revoked)
     return authenticator

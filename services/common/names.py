@@ -69,6 +69,11 @@ def event_subject(service: str, entity_id: str, verb: str) -> str:
     return f"plotline.{service}.{entity_id}.{verb}"
 
 
+def subject_entity(subject: str) -> str:
+    """The entity id of an event subject (event_subject's `entity_id`)."""
+    return subject.split(".")[2]
+
+
 def service_subjects(service: str, verb: str = "*") -> str:
     """Wildcard over every entity of one service, e.g. all revocations."""
     return f"plotline.{service}.*.{verb}"
@@ -80,6 +85,19 @@ INTERNAL_PATHS = ("/healthz", "/readyz", "/metrics")
 PUBLIC_PORT_NAME = "http"  # the chart's container/Service port names
 INTERNAL_PORT_NAME = "internal"
 INTERNAL_IP = "127.0.0.1"  # `plotline serve --internal-ip` default; --internal-port: --port + 1
+
+# What deleting a document does with the data sources it binds (?data= on the delete):
+# keep them, drop the orphans (those no other document binds), or force (drop them all).
+DELETE_DATA_MODES = ("keep", "orphans", "force")
+
+# Where a document's page is: VIEWER_PREFIX/<id> below the URL prefix (docs' pages, share
+# links, the client's Session.page_url).
+VIEWER_PREFIX = "/plots"
+
+# The longest share key any way in takes (?share= on documents, sources and pages, and
+# push's subscribe): the keys docs makes have 32 characters, so a longer one is never a key,
+# only a way to make every service forward a large string.
+MAX_SHARE_KEY = 100
 
 # HTTP methods that get a metrics label of their own; any other is counted as "other".
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -102,6 +120,11 @@ def nats_permissions(service: str) -> dict[str, dict[str, list[str]]]:
             "subscribe": {"deny": [f"plotline.{other}.*" for other in others]}}
 
 
+def env_prefix(service: str) -> str:
+    """The prefix of a service's settings variables: PLOTLINE_<SERVICE>_ (settings.py)."""
+    return f"PLOTLINE_{service.upper()}_"
+
+
 def nats_env(service: str) -> tuple[str, str]:
     """The variables carrying a service's NATS credentials (fields nats_user/nats_password)."""
-    return f"PLOTLINE_{service.upper()}_NATS_USER", f"PLOTLINE_{service.upper()}_NATS_PASSWORD"
+    return f"{env_prefix(service)}NATS_USER", f"{env_prefix(service)}NATS_PASSWORD"

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.common.app import build_app, ready_checks, reported_checks
+from services.common.app import ServiceApp, build_app, ready_checks, reported_checks
 from services.common.clients import service_clients
 from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
@@ -26,7 +26,7 @@ from .views import Views
 log = logging.getLogger("plotline.data")
 
 
-def create_app(settings: DataSettings | None = None) -> FastAPI:
+def create_app(settings: DataSettings | None = None) -> ServiceApp:
     settings = settings or DataSettings()
 
     @contextlib.asynccontextmanager
@@ -61,10 +61,10 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
                 if warming is not None:
                     await warming
 
-    app = build_app(service="data", title="Plotline data", lifespan=lifespan,
-                    max_body_bytes=settings.max_body_bytes, routers=[router])
-    # appends are answered before FastAPI (see fastappend.py); Embedded and
-    # `plotline serve data` send requests to app.state.front
-    # (outermost: viewers on other sites may read a source, services/common/cors.py)
-    app.state.front = ViewerCORS(FastAppend(app, app), app.state, "data")
-    return app
+    def front(api: FastAPI) -> ViewerCORS:
+        # appends are answered before FastAPI (see fastappend.py); outermost, viewers on
+        # other sites may read a source (services/common/cors.py)
+        return ViewerCORS(FastAppend(api, api), api.state, "data")
+
+    return build_app(service="data", title="Plotline data", lifespan=lifespan,
+                     max_body_bytes=settings.max_body_bytes, routers=[router], front=front)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
+from services.common.names import env_prefix
 from services.common.settings import ServiceSettings
 
 
 class DataSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="PLOTLINE_DATA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix("data"), extra="ignore")
 
     # Arrow bodies of large appends and creates.
     max_body_bytes: int = 256 << 20

@@ -209,12 +209,16 @@ def _from_list(values: list, target: pa.DataType | None, name: str) -> pa.Array:
     if is_datetime(target):
         return _datetimes(values, kinds, target, name)
     wanted = bool if pa.types.is_boolean(target) else str
-    if kinds - {wanted}:
-        raise DataError(f"column {name!r}: a {dtype_name(target)} column cannot hold "
-                        f"{_kind_words(kinds - {wanted})}")
+    _holds_only(kinds, {wanted}, target, name)
     if has_null and wanted is bool:
         raise DataError(f"column {name!r}: a bool column cannot hold null")
     return pa.array(values, type=target)
+
+
+def _holds_only(kinds: set[type], allowed: set[type], target: pa.DataType, name: str) -> None:
+    if kinds - allowed:
+        raise DataError(f"column {name!r}: a {dtype_name(target)} column cannot hold "
+                        f"{_kind_words(kinds - allowed)}")
 
 
 def _kind_words(kinds: set[type]) -> str:
@@ -239,9 +243,7 @@ def _infer(kinds: set[type], has_null: bool, name: str, n: int) -> pa.DataType:
 
 def _floats(values: list, kinds: set[type], has_null: bool, target: pa.DataType,
             name: str) -> pa.Array:
-    if kinds - {int, float}:
-        raise DataError(f"column {name!r}: a {dtype_name(target)} column cannot hold "
-                        f"{_kind_words(kinds - {int, float})}")
+    _holds_only(kinds, {int, float}, target, name)
     if has_null:
         values = [math.nan if v is None else v for v in values]
     try:
@@ -259,9 +261,7 @@ def _floats(values: list, kinds: set[type], has_null: bool, target: pa.DataType,
 
 def _ints(values: list, kinds: set[type], has_null: bool, target: pa.DataType,
           name: str) -> pa.Array:
-    if kinds - {int, float}:
-        raise DataError(f"column {name!r}: a {dtype_name(target)} column cannot hold "
-                        f"{_kind_words(kinds - {int, float})}")
+    _holds_only(kinds, {int, float}, target, name)
     if has_null:
         raise DataError(f"column {name!r}: an integer column cannot hold null (or NaN)")
     if float in kinds:

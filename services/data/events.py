@@ -16,7 +16,12 @@ from services.common.bus import Bus
 from services.common.errors import PlotlineError, Unavailable
 from services.common.events import DocsVerb
 from services.common.identity import Principal
-from services.common.names import DATA_ACCESS, DOCS_SOURCE_ACCESS, service_subjects
+from services.common.names import (
+    DATA_ACCESS,
+    DOCS_SOURCE_ACCESS,
+    service_subjects,
+    subject_entity,
+)
 
 log = logging.getLogger("plotline.data")
 DELETIONS_CONSUMER = "data-docs-deleted"
@@ -59,7 +64,7 @@ async def start_listeners(bus: Bus, grants: Grants, drop: Any) -> None:
         for source_id in event.data.get("drop_sources", []):
             if await drop(source_id, event.actor):
                 log.info("dropped source %s with document %s", source_id,
-                         subject.split(".")[2])
+                         subject_entity(subject))
 
     await bus.subscribe(service_subjects("docs"), docs_changed)
     # a durable consumer: one replica acts on each deletion, and deletions made while the

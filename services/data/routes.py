@@ -6,12 +6,14 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from pydantic import BaseModel, Field
 
 from services.common.deps import CurrentUser, DocReader, MaybeUser
-from services.common.errors import Unprocessable, errors
-from services.common.names import ARROW_STREAM, SERVICE_PREFIXES
+from services.common.errors import Unprocessable
+from services.common.httperrors import errors
+from services.common.models import Out
+from services.common.names import ARROW_STREAM, MAX_SHARE_KEY, SERVICE_PREFIXES
 
 from . import columns as cols
 from .repository import ranges_text
@@ -24,7 +26,9 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Rollover = Annotated[int | None, Field(default=None, ge=0)]
 
 
-def via(doc: str | None = None, share: str | None = None) -> tuple[str | None, str | None]:
+def via(doc: str | None = None,
+        share: Annotated[str | None, Query(max_length=MAX_SHARE_KEY)] = None
+        ) -> tuple[str | None, str | None]:
     """A reader coming through a document (`?doc=`), with its share key (`&share=`)."""
     return doc, share
 
@@ -63,11 +67,6 @@ class PatchIn(BaseModel):
 class ColumnIn(BaseModel):
     values: list[Any]
     dtype: str | None = None
-
-
-# Answers. Extra keys pass through, so a field the service adds is not silently dropped.
-class Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
 
 
 class SourceListed(Out):

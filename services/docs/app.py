@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.common.app import build_app, ready_checks, reported_checks
+from services.common.app import ServiceApp, build_app, ready_checks, reported_checks
 from services.common.clients import service_clients
 from services.common.cors import ViewerCORS
 from services.common.identity import connect_authenticator
@@ -26,7 +26,7 @@ from .sharing import Sharing
 log = logging.getLogger("plotline.docs")
 
 
-def create_app(settings: DocsSettings | None = None) -> FastAPI:
+def create_app(settings: DocsSettings | None = None) -> ServiceApp:
     settings = settings or DocsSettings()
 
     @contextlib.asynccontextmanager
@@ -47,11 +47,11 @@ def create_app(settings: DocsSettings | None = None) -> FastAPI:
             finally:
                 docs.workers.close()
 
-    app = build_app(service="docs", title="Plotline docs", lifespan=lifespan,
-                    max_body_bytes=settings.max_body_bytes, routers=[router, pages_router,
-                                                                account_router])
-    # the hot read is answered before FastAPI (see fastread.py); Embedded and
-    # `plotline serve docs` send requests to app.state.front
-    # (outermost: viewers on other sites may read a document, services/common/cors.py)
-    app.state.front = ViewerCORS(FastRead(app, app), app.state, "docs")
-    return app
+    def front(api: FastAPI) -> ViewerCORS:
+        # the hot read is answered before FastAPI (see fastread.py); outermost, viewers
+        # on other sites may read a document (services/common/cors.py)
+        return ViewerCORS(FastRead(api, api), api.state, "docs")
+
+    return build_app(service="docs", title="Plotline docs", lifespan=lifespan,
+                     max_body_bytes=settings.max_body_bytes,
+                     routers=[router, pages_router, account_router], front=front)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
+from services.common.names import env_prefix
 from services.common.settings import ServiceSettings
 
 
 class DocsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="PLOTLINE_DOCS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix("docs"), extra="ignore")
 
     # Bokeh documents carry their column data, so bodies are larger than elsewhere.
     max_body_bytes: int = 32 << 20

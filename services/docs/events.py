@@ -14,6 +14,7 @@ from services.common.names import (
     DOCS_PATCH,
     DOCS_SOURCE_ACCESS,
     service_subjects,
+    subject_entity,
 )
 
 from .metacache import MetaCache
@@ -51,7 +52,7 @@ async def follow_changes(bus: Bus, fresh: MetaCache) -> None:
     deletion, makes the cached metadata stale."""
 
     async def changed(subject: str, event: Event) -> None:
-        fresh.announced(subject.split(".")[2], event.seq,
+        fresh.announced(subject_entity(subject), event.seq,
                         deleted=event.type == DocsVerb.DELETED)
 
     await bus.subscribe(service_subjects("docs"), changed)

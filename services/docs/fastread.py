@@ -13,8 +13,9 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from services.common.deps import in_scope
+from services.common.errors import Unprocessable
 from services.common.front import Front, send_json
-from services.common.names import SERVICE_PREFIXES
+from services.common.names import MAX_SHARE_KEY, SERVICE_PREFIXES
 
 PREFIX = SERVICE_PREFIXES["docs"] + "/"
 
@@ -30,6 +31,9 @@ class FastRead(Front):
         share = None
         if scope.get("query_string"):
             share = parse_qs(scope["query_string"].decode()).get("share", [None])[0]
+        if share is not None and len(share) > MAX_SHARE_KEY:  # (as the twin's ShareKey)
+            raise Unprocessable(f"query.share: String should have at most {MAX_SHARE_KEY} "
+                                "characters")
         # (as routes.get_document: a token scoped to this document may read it)
         principal = in_scope(await self.state.authenticator.resolve(
             HTTPConnection(scope), "GET", scoped=True), doc_id)

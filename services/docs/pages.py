@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from services.common.errors import NotFound, PlotlineError, Unauthorized
 from services.common.identity import Principal
-from services.common.names import API_PREFIX, SERVICE_PREFIXES
+from services.common.names import API_PREFIX, MAX_SHARE_KEY, SERVICE_PREFIXES, VIEWER_PREFIX
 
 from .access import Right, rights
 from .service import DocsService
@@ -56,7 +56,6 @@ FRAME_CSP = (f"sandbox {FRAME_SANDBOX}; default-src 'none'; "
              "img-src * data: blob:; media-src * data: blob:; font-src 'self' data:; "
              "connect-src 'none'; base-uri 'none'; form-action 'none'")
 JS = "application/javascript; charset=utf-8"
-MAX_SHARE_KEY = 200
 
 # Our own small assets, read once; their URLs carry a digest so they can be cached long.
 ASSETS = {name: (TEMPLATES / name).read_bytes()
@@ -209,7 +208,7 @@ async def home(request: Request) -> Response:
     rows = []
     for meta in await docs.list_for(user):
         iso, shown = when(meta["updated"])
-        rows.append(render("home_row.html", url=f"{prefix}/plots/{meta['id']}",
+        rows.append(render("home_row.html", url=f"{prefix}{VIEWER_PREFIX}/{meta['id']}",
                            title=meta["title"], owner=meta["owner"], version=meta["version"],
                            state="published" if meta["published"] else "private",
                            updated_iso=iso, updated=shown))
@@ -251,12 +250,12 @@ def may_write(meta: dict[str, Any], user: Principal | None) -> bool:
     return rights(meta, user.username if user else None) >= Right.WRITE
 
 
-@router.get("/plots/{doc_id}")
+@router.get(VIEWER_PREFIX + "/{doc_id}")
 async def viewer(request: Request, doc_id: str) -> Response:
     """The viewer: title, owner, live mark (and the owner's controls) on the page; the
     document drawn by BokehJS in the sandboxed frame, kept live by viewer.js."""
     prefix = prefix_of(request)
-    here = f"{prefix}/plots/{quote(doc_id)}"
+    here = f"{prefix}{VIEWER_PREFIX}/{quote(doc_id)}"
     try:
         user, meta, body = await readable(request, doc_id)
     except Unauthorized:

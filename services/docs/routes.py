@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from services.common.deps import CurrentUser, DocReader, Large, MaybeUser, json_body
-from services.common.errors import BadRequest, NotFound, errors
-from services.common.names import SERVICE_PREFIXES
+from services.common.errors import BadRequest, NotFound
+from services.common.httperrors import errors
+from services.common.models import Out
+from services.common.names import MAX_SHARE_KEY, SERVICE_PREFIXES
 
 from .access import Right
 from .bigdocs import BIG_BYTES
@@ -32,7 +34,7 @@ async def get_sharing(request: Request) -> Sharing:
 
 Docs = Annotated[DocsService, Depends(get_docs)]
 Shares = Annotated[Sharing, Depends(get_sharing)]
-ShareKey = Annotated[str | None, Query(alias="share", max_length=100)]
+ShareKey = Annotated[str | None, Query(alias="share", max_length=MAX_SHARE_KEY)]
 Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -94,11 +96,6 @@ class AclIn(BaseModel):
 
 class CloneIn(BaseModel):
     title: Title | None = None
-
-
-# Answers. Extra keys pass through, so a field the service adds is not silently dropped.
-class Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
 
 
 class DocSummary(Out):

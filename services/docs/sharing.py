@@ -10,13 +10,12 @@ from typing import Any
 from services.common.errors import NotFound, Unprocessable
 from services.common.events import DocsVerb
 from services.common.identity import Principal
+from services.common.names import DELETE_DATA_MODES, VIEWER_PREFIX
 
 from .access import Right, require, rights, share_digest
 from .model import Doc
 from .repository import Meta
 from .service import DocsService, user_of
-
-DATA_MODES = ("keep", "orphans", "force")
 
 
 class Sharing:
@@ -42,7 +41,7 @@ class Sharing:
 
         meta = await self.docs._write(doc_id, principal, Right.ADMIN, DocsVerb.SHARED, mutate,
                                       content=False)
-        url = f"{self.docs.settings.public_url}/plots/{doc_id}?share={key}"
+        url = f"{self.docs.settings.public_url}{VIEWER_PREFIX}/{doc_id}?share={key}"
         return {"share_id": share_id, "key": key, "url": url, "version": meta["version"]}
 
     async def unshare(self, doc_id: str, principal: Principal | None,
@@ -70,8 +69,8 @@ class Sharing:
                                       mutate, content=False)
 
     async def delete(self, doc_id: str, principal: Principal | None, data: str) -> None:
-        if data not in DATA_MODES:
-            raise Unprocessable(f"data must be one of {', '.join(DATA_MODES)}")
+        if data not in DELETE_DATA_MODES:
+            raise Unprocessable(f"data must be one of {', '.join(DELETE_DATA_MODES)}")
         repo = self.docs.repo
         async with self.docs._locks[hash(doc_id) % len(self.docs._locks)]:
             meta, kv_version = await self.docs.meta(doc_id, principal)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI, WebSocket
 
-from services.common.app import build_app
+from services.common.app import ServiceApp, build_app
 from services.common.bus import Bus
 from services.common.identity import connect_authenticator
 from services.common.names import SERVICE_PREFIXES
@@ -38,7 +38,7 @@ async def websocket(ws: WebSocket) -> None:
         state.slots.give(slot)
 
 
-def create_app(settings: PushSettings | None = None) -> FastAPI:
+def create_app(settings: PushSettings | None = None) -> ServiceApp:
     settings = settings or PushSettings()
 
     @contextlib.asynccontextmanager

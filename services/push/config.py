@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
+from services.common.names import env_prefix
 from services.common.settings import ServiceSettings
 
 
 class PushSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="PLOTLINE_PUSH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix("push"), extra="ignore")
 
     # Frames waiting for one client; a client this far behind is closed (1008), so memory
     # never grows with a lagging client.

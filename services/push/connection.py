@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from services.common.bus import Bus
 from services.common.errors import PlotlineError
 from services.common.identity import Principal
-from services.common.names import DOCS_PATCH
+from services.common.names import DOCS_PATCH, MAX_SHARE_KEY
 
 from . import channels, recovery
 from .config import PushSettings
@@ -244,6 +244,9 @@ class Connection:
                               "channels per connection: unsubscribe from some first",
                               channel=channel.name)
         share = op.get("share") if isinstance(op.get("share"), str) else None
+        if share is not None and len(share) > MAX_SHARE_KEY:  # never a key: no one to ask
+            return self.error("invalid_share", f"a share key has at most {MAX_SHARE_KEY} "
+                              "characters", channel=channel.name)
         doc = op.get("doc") if isinstance(op.get("doc"), str) else None
         if not self.allows(channel, doc):
             return self.error("token_scope", "this token is scoped to another document",

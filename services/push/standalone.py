@@ -19,7 +19,6 @@ import signal
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI
 from picows import (
     WSCloseCode,
     WSFrame,
@@ -33,6 +32,7 @@ from picows import (
 )
 from starlette.requests import HTTPConnection
 
+from services.common.app import ServiceApp
 from services.common.internal import Stopping
 from services.common.names import SERVICE_PREFIXES, WS_PROTOCOL
 
@@ -85,7 +85,7 @@ def _scope(request: WSUpgradeRequest, transport: WSTransport) -> dict[str, Any]:
 class PushClient(WSListener):
     """One websocket client of the standalone server."""
 
-    def __init__(self, app: FastAPI, request: WSUpgradeRequest) -> None:
+    def __init__(self, app: ServiceApp, request: WSUpgradeRequest) -> None:
         self.app = app
         self.request = request
         self.conn: Connection | None = None
@@ -159,7 +159,7 @@ def _answer(status: int, body: bytes, content_type: str) -> WSUpgradeResponseWit
     return WSUpgradeResponseWithListener(response, None)
 
 
-def listener_factory(app: FastAPI):  # type: ignore[no-untyped-def]
+def listener_factory(app: ServiceApp):  # type: ignore[no-untyped-def]
     ws_path = SERVICE_PREFIXES["push"]
 
     def factory(request: WSUpgradeRequest) -> Any:
@@ -176,9 +176,9 @@ def listener_factory(app: FastAPI):  # type: ignore[no-untyped-def]
     return factory
 
 
-async def run(app: FastAPI, host: str, port: int) -> None:
+async def run(app: ServiceApp, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM, inside the app's lifespan (bus, hub, authenticator)."""
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         settings = app.state.settings
         server = await ws_create_server(
             listener_factory(app), host, port, max_frame_size=settings.max_frame_bytes,
