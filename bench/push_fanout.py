@@ -232,10 +232,10 @@ def bench(tmp: Path, procs: list) -> None:
     data_port, push_port = free_port(), free_port()
     data = start([str(BIN / "plotline"), "serve", "--port", str(data_port), "-D",
                   str(tmp / "data"), "--backend", "file", "--nats-url", nats_url],
-                 tmp / "plotline.log", lambda: http_ready(data_port))
+                 tmp / "plotline.log", lambda: http_ready(data_port + 1))
     procs.append(data)
     push = start([str(BIN / "plotline"), "serve", "push", "--port", str(push_port),
-                  "--nats-url", nats_url], tmp / "push.log", lambda: http_ready(push_port))
+                  "--nats-url", nats_url], tmp / "push.log", lambda: http_ready(push_port + 1))
     procs.append(push)
     with httpx.Client(base_url=f"http://127.0.0.1:{data_port}", timeout=30) as client:
         source, quiet = (client.post("/api/v1/data/sources", json={
