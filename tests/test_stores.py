@@ -25,6 +25,7 @@ from services.common.stores import (
     open_blob,
     open_kv,
 )
+from services.common.stores.idlists import IdLists
 
 KVFactory = Callable[[], Awaitable[KVStore]]
 
@@ -155,6 +156,25 @@ async def test_kv_concurrent_cas_counter(kv: KVStore) -> None:
 
     await asyncio.gather(*(increment() for _ in range(50)))
     assert await kv.get("counter") == Versioned(b"50", 50)
+
+
+async def test_id_lists_keep_every_concurrent_change_once(kv: KVStore) -> None:
+    """The one compare-and-set id list (services/common/stores/idlists.py) that docs, data
+    and auth keep their indexes in: concurrent adders lose none of each other's ids, an id
+    is listed once, order is the order added, and an emptied list is gone from the store."""
+    lists = IdLists(kv, "things-of:")
+    await asyncio.gather(*(lists.update("ann", add=[f"id{i}"]) for i in range(20)))
+    assert sorted(await lists.ids("ann")) == sorted(f"id{i}" for i in range(20))
+    await lists.update("ann", add=["id3", "id3"])  # already there: still once
+    assert (await lists.ids("ann")).count("id3") == 1
+    await asyncio.gather(*(lists.update("ann", remove=[f"id{i}"]) for i in range(0, 20, 2)))
+    left = await lists.ids("ann")
+    assert len(left) == 10 and all(int(i[2:]) % 2 for i in left)
+    await lists.update("bob", add=["b", "a"])
+    assert await lists.ids("bob") == ["b", "a"]  # as added, not sorted
+    await lists.update("bob", remove=["a", "b"])
+    assert await lists.ids("bob") == [] and await kv.get("things-of:bob") is None
+    assert await lists.ids("nobody") == []
 
 
 async def test_blob_round_trip(blob: BlobStore) -> None:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from services.common.errors import Conflict
+from services.common.stores.idlists import IdLists
 from services.common.stores.kv import KVStore, VersionConflict
 
 
@@ -17,13 +18,10 @@ def _key(key_id: str) -> str:
     return f"apikey:{key_id}"
 
 
-def _keys_of(name: str) -> str:
-    return f"apikeys-of:{name}"
-
-
 class AuthRepository:
     def __init__(self, kv: KVStore) -> None:
         self.kv = kv
+        self._key_ids = IdLists(kv, "apikeys-of:")  # a user's API keys
 
     async def _get_json(self, key: str) -> tuple[dict[str, Any] | list[Any], int] | None:
         found = await self.kv.get(key)
@@ -49,32 +47,19 @@ class AuthRepository:
     # API keys: the record by id, plus a per-user index kept by compare-and-set
     async def add_key(self, record: dict[str, Any]) -> None:
         await self._put_json(_key(record["id"]), record, expect=0)
-        await self._update_index(record["username"], add=record["id"])
+        await self._key_ids.update(record["username"], add=[record["id"]])
 
     async def get_key(self, key_id: str) -> dict[str, Any] | None:
         found = await self._get_json(_key(key_id))
         return found[0] if found else None  # type: ignore[return-value]
 
     async def keys_of(self, name: str) -> list[dict[str, Any]]:
-        found = await self._get_json(_keys_of(name))
-        records = [await self.get_key(k) for k in (found[0] if found else [])]
+        records = [await self.get_key(k) for k in await self._key_ids.ids(name)]
         return [r for r in records if r is not None]
 
     async def delete_key(self, record: dict[str, Any]) -> None:
         await self.kv.delete(_key(record["id"]))
-        await self._update_index(record["username"], remove=record["id"])
-
-    async def _update_index(self, name: str, *, add: str | None = None,
-                            remove: str | None = None) -> None:
-        while True:
-            found = await self._get_json(_keys_of(name))
-            ids, version = (found[0], found[1]) if found else ([], 0)
-            ids = [i for i in ids if i != remove] + ([add] if add else [])
-            try:
-                await self._put_json(_keys_of(name), ids, expect=version)
-                return
-            except VersionConflict:
-                continue
+        await self._key_ids.update(record["username"], remove=[record["id"]])
 
     # login throttling, shared by every replica through the store. Keys are counters named
     # by the caller (per username+address, per address); each failure restarts the window.

@@ -316,6 +316,17 @@ class Bus:
 
         return await self.listen(subject, on_msg, queue=queue)
 
+    async def hint(self, subject: str, event: Event) -> None:
+        """A notice on core NATS, outside the stream and the outbox: for what only tells
+        listeners to ask again (docs' `unbound`), where one lost costs a recheck, never a
+        change."""
+        await self.nc.publish(subject, event.model_dump_json().encode())
+
+    async def history(self, subject: str, config: Any) -> Any:
+        """A pull subscription reading the stream's events on `subject` (a nats-py
+        ConsumerConfig says from where): push's `since` recovery. Unsubscribe it after."""
+        return await self.js.pull_subscribe(subject, stream=STREAM_NAME, config=config)
+
     async def listen(self, subject: str, callback: Callable[[Msg], Awaitable[None]], *,
                      queue: str = "") -> Any:
         """A raw subscription (push decodes its frames itself), in place at the server

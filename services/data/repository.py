@@ -31,6 +31,7 @@ from prometheus_client import Counter, Gauge
 
 from services.common.errors import Conflict
 from services.common.stores.blob import BlobNotFound, BlobStore, Superseded
+from services.common.stores.idlists import IdLists
 from services.common.stores.kv import KVStore, VersionConflict
 
 from .columns import arrow_type, fixed_width_bytes
@@ -74,6 +75,7 @@ class DataRepository:
         self.kv = kv
         self.blobs = blobs
         self.cache_bytes = cache_bytes
+        self.owned = IdLists(kv, "sources-of:")  # a user's sources
         self._tables: dict[str, tuple[int, pa.Table]] = {}  # id -> (version, visible rows)
         self._sizes: dict[str, int] = {}
         self._total = 0
@@ -233,24 +235,6 @@ class DataRepository:
         for chunk in manifest["chunks"]:
             if "blob" in chunk:
                 await self.drop_blob(chunk["blob"])
-
-    async def members(self, key: str) -> list[str]:
-        found = await self.kv.get(key)
-        return json.loads(found.value) if found else []
-
-    async def update_members(self, key: str, *, add: str | None = None,
-                             remove: str | None = None) -> None:
-        while True:
-            found = await self.kv.get(key)
-            items = json.loads(found.value) if found else []
-            items = [i for i in items if i != remove] + ([add] if add and add not in items
-                                                          else [])
-            try:
-                await self.kv.put(key, json.dumps(items).encode(),
-                                  expect=found.version if found else 0)
-                return
-            except VersionConflict:
-                continue
 
 
 def _approx_bytes(table: pa.Table) -> int:

@@ -127,7 +127,7 @@ class DataService:
              "readers": [], "created": now, "updated": now}
         await self.repo.put(m, expect=0)
         self.repo.remember(m, table)
-        await self.repo.update_members(f"sources-of:{m['owner']}", add=source_id)
+        await self.repo.owned.update(m["owner"], add=[source_id])
         await self.bus.publish(source_id, DataVerb.CREATED, {"rows": m["rows"]},
                                actor=m["owner"], seq=1)
         return self.describe(m, table)
@@ -148,7 +148,7 @@ class DataService:
         if principal is None:
             return []
         out = []
-        for source_id in await self.repo.members(f"sources-of:{principal.username}"):
+        for source_id in await self.repo.owned.ids(principal.username):
             found = await self.repo.get(source_id)
             if found:
                 m = found[0]
@@ -448,6 +448,6 @@ class DataService:
         async with self._locks[hash(source_id) % len(self._locks)]:
             m, kv_version = await self.manifest(source_id, principal, write=True)
             await self.repo.delete(m, kv_version)
-            await self.repo.update_members(f"sources-of:{m['owner']}", remove=source_id)
+            await self.repo.owned.update(m["owner"], remove=[source_id])
         await self.bus.publish(source_id, DataVerb.DELETED, {}, seq=m["version"] + 1,
                                actor=principal.username if principal else None)

@@ -16,6 +16,7 @@ from typing import Any
 
 from services.common.errors import Conflict
 from services.common.stores.blob import BlobNotFound, BlobStore, Superseded
+from services.common.stores.idlists import IdLists
 from services.common.stores.kv import KVStore, VersionConflict
 
 from .metacache import MetaCache
@@ -47,6 +48,11 @@ class DocsRepository:
         self._meta: dict[str, tuple[bytes, Meta]] = {}  # id -> (stored bytes, decoded)
         # the hot read's view of current metadata, kept by docs events (events.py)
         self.fresh = MetaCache(meta_cache_seconds)
+        # who has which documents: ids by owner, by a user they are shared with, and the
+        # documents that bind a data source
+        self.owned = IdLists(kv, "docs-of:")
+        self.shared = IdLists(kv, "shared-with:")
+        self.binders = IdLists(kv, "source-docs:")
 
     # metadata
     async def get_meta(self, doc_id: str) -> tuple[Meta, int] | None:
@@ -176,30 +182,6 @@ class DocsRepository:
         found = await self.kv.get(_title_key(owner, title))
         if found and found.value.decode() == doc_id:
             await self.kv.delete(_title_key(owner, title), expect=found.version)
-
-    # small id lists (a user's documents, documents shared with a user, a source's users)
-    async def list_members(self, key: str) -> list[str]:
-        found = await self.kv.get(key)
-        return json.loads(found.value) if found else []
-
-    async def update_members(self, key: str, *, add: set[str] = frozenset(),
-                             remove: set[str] = frozenset()) -> None:
-        if not add and not remove:
-            return
-        while True:
-            found = await self.kv.get(key)
-            members = json.loads(found.value) if found else []
-            new = [m for m in members if m not in remove] + sorted(
-                a for a in add if a not in members)
-            try:
-                if new:
-                    await self.kv.put(key, json.dumps(new).encode(),
-                                      expect=found.version if found else 0)
-                elif found:
-                    await self.kv.delete(key, expect=found.version)
-                return
-            except VersionConflict:
-                continue
 
     async def delete_meta(self, meta: Meta, kv_version: int) -> None:
         await self.kv.delete(f"doc:{meta['id']}", expect=kv_version)

@@ -108,8 +108,8 @@ class DocsService:
         except BaseException:
             await self.repo.release_title(meta["owner"], title, meta["id"])
             raise
-        await self.repo.update_members(f"docs-of:{meta['owner']}", add={meta["id"]})
-        await self._track_sources(meta["id"], set(), set(meta["grants"]))
+        await self.repo.owned.update(meta["owner"], add=[meta["id"]])
+        await self.track_sources(meta["id"], set(), set(meta["grants"]))
         await self.bus.publish(meta["id"], DocsVerb.CREATED, {"title": title},
                                actor=meta["owner"], seq=1)
         return meta
@@ -118,8 +118,8 @@ class DocsService:
         if principal is None:
             return []
         user = principal.username
-        ids = await self.repo.list_members(f"docs-of:{user}")
-        ids += [i for i in await self.repo.list_members(f"shared-with:{user}") if i not in ids]
+        ids = await self.repo.owned.ids(user)
+        ids += [i for i in await self.repo.shared.ids(user) if i not in ids]
         out = []
         for doc_id in ids:
             found = await self.repo.get_meta(doc_id)
@@ -167,11 +167,16 @@ class DocsService:
         return await read_again(load)
 
     # the one write path
-    async def _write(self, doc_id: str, principal: Principal | None, need: Right,
-                     verb: DocsVerb, mutate: Mutation, *, content: bool,
-                     if_match: int | None = None) -> Meta:
+    def lock(self, doc_id: str) -> asyncio.Lock:
+        """The lock this replica's writes of a document hold (one of 256: writes of one
+        document queue here instead of racing to the store's compare-and-set)."""
+        return self._locks[hash(doc_id) % len(self._locks)]
+
+    async def write(self, doc_id: str, principal: Principal | None, need: Right,
+                    verb: DocsVerb, mutate: Mutation, *, content: bool,
+                    if_match: int | None = None) -> Meta:
         checked: dict[str, bool] = {}  # binding answers, kept across CAS retries
-        async with self._locks[hash(doc_id) % len(self._locks)]:
+        async with self.lock(doc_id):
             for _ in range(self.settings.max_write_retries):
                 meta, kv_version = await self.meta(doc_id, principal)
                 require(meta, user_of(principal), need)
@@ -242,23 +247,25 @@ class DocsService:
         if gone:
             notice = Event(type="unbound", actor=actor, data={"doc": new["id"],
                                                                "sources": gone})
-            await self.bus.nc.publish(DOCS_UNBOUND, notice.model_dump_json().encode())
+            await self.bus.hint(DOCS_UNBOUND, notice)
 
     async def _after_commit(self, old: Meta, new: Meta) -> None:
-        await self._track_sources(new["id"], set(old.get("grants", ())),
+        await self.track_sources(new["id"], set(old.get("grants", ())),
                                   set(new.get("grants", ())))
         before = set(old["readers"]) | set(old["writers"])
         after = set(new["readers"]) | set(new["writers"])
         for user in after - before:
-            await self.repo.update_members(f"shared-with:{user}", add={new["id"]})
+            await self.repo.shared.update(user, add=[new["id"]])
         for user in before - after:
-            await self.repo.update_members(f"shared-with:{user}", remove={new["id"]})
+            await self.repo.shared.update(user, remove=[new["id"]])
 
-    async def _track_sources(self, doc_id: str, before: set[str], after: set[str]) -> None:
+    async def track_sources(self, doc_id: str, before: set[str], after: set[str]) -> None:
+        """Keep the index of the documents that bind each source (sharing.py's deletes and
+        data's access questions read it)."""
         for source in after - before:
-            await self.repo.update_members(f"source-docs:{source}", add={doc_id})
+            await self.repo.binders.update(source, add=[doc_id])
         for source in before - after:
-            await self.repo.update_members(f"source-docs:{source}", remove={doc_id})
+            await self.repo.binders.update(source, remove=[doc_id])
 
     # content changes
     async def replace(self, doc_id: str, principal: Principal | None, data: Any,
@@ -274,8 +281,8 @@ class DocsService:
 
         # content=False: the old content is not needed, only replaced (and loading a large
         # one would cost the loop what the worker process saved)
-        return await self._write(doc_id, principal, Right.WRITE, DocsVerb.REPLACED, mutate,
-                                 content=False, if_match=if_match)
+        return await self.write(doc_id, principal, Right.WRITE, DocsVerb.REPLACED, mutate,
+                                content=False, if_match=if_match)
 
     async def patch(self, doc_id: str, principal: Principal | None, events: list[Any],
                     if_match: int | None = None, origin: str | None = None) -> Meta:
@@ -285,8 +292,8 @@ class DocsService:
             doc.apply_events(events)  # type: ignore[union-attr]
             return ({"events": events, "origin": origin} if origin else {"events": events}), doc
 
-        return await self._write(doc_id, principal, Right.WRITE, DocsVerb.PATCHED, mutate,
-                                 content=True, if_match=if_match)
+        return await self.write(doc_id, principal, Right.WRITE, DocsVerb.PATCHED, mutate,
+                                content=True, if_match=if_match)
 
     async def change_objects(self, doc_id: str, principal: Principal | None,
                              change: Callable[[Doc], Any],
@@ -296,8 +303,8 @@ class DocsService:
             change(doc)  # type: ignore[arg-type]
             return {"reload": True}, doc
 
-        return await self._write(doc_id, principal, Right.WRITE, DocsVerb.REPLACED, mutate,
-                                 content=True, if_match=if_match)
+        return await self.write(doc_id, principal, Right.WRITE, DocsVerb.REPLACED, mutate,
+                                content=True, if_match=if_match)
 
     async def clone(self, doc_id: str, principal: Principal, title: str | None,
                     share: str | None = None) -> Meta:

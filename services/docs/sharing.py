@@ -29,8 +29,8 @@ class Sharing:
             return {"sources": meta["sources"]}, None
 
         verb = DocsVerb.PUBLISHED if published else DocsVerb.UNPUBLISHED
-        return await self.docs._write(doc_id, principal, Right.ADMIN, verb, mutate,
-                                      content=False)
+        return await self.docs.write(doc_id, principal, Right.ADMIN, verb, mutate,
+                                     content=False)
 
     async def share(self, doc_id: str, principal: Principal | None) -> dict[str, Any]:
         key, share_id = secrets.token_urlsafe(24), secrets.token_hex(6)
@@ -39,8 +39,8 @@ class Sharing:
             meta["shares"][share_id] = {"digest": share_digest(key), "created": time.time()}
             return {"share_id": share_id, "sources": meta["sources"]}, None
 
-        meta = await self.docs._write(doc_id, principal, Right.ADMIN, DocsVerb.SHARED, mutate,
-                                      content=False)
+        meta = await self.docs.write(doc_id, principal, Right.ADMIN, DocsVerb.SHARED, mutate,
+                                     content=False)
         url = f"{self.docs.settings.public_url}{VIEWER_PREFIX}/{doc_id}?share={key}"
         return {"share_id": share_id, "key": key, "url": url, "version": meta["version"]}
 
@@ -54,8 +54,8 @@ class Sharing:
                 del meta["shares"][s]
             return {"share_ids": gone, "sources": meta["sources"]}, None
 
-        return await self.docs._write(doc_id, principal, Right.ADMIN, DocsVerb.UNSHARED,
-                                      mutate, content=False)
+        return await self.docs.write(doc_id, principal, Right.ADMIN, DocsVerb.UNSHARED,
+                                     mutate, content=False)
 
     async def set_acl(self, doc_id: str, principal: Principal | None, readers: list[str],
                       writers: list[str]) -> Meta:
@@ -65,31 +65,31 @@ class Sharing:
             return {"readers": meta["readers"], "writers": meta["writers"],
                     "sources": meta["sources"]}, None
 
-        return await self.docs._write(doc_id, principal, Right.ADMIN, DocsVerb.ACL_CHANGED,
-                                      mutate, content=False)
+        return await self.docs.write(doc_id, principal, Right.ADMIN, DocsVerb.ACL_CHANGED,
+                                     mutate, content=False)
 
     async def delete(self, doc_id: str, principal: Principal | None, data: str) -> None:
         if data not in DELETE_DATA_MODES:
             raise Unprocessable(f"data must be one of {', '.join(DELETE_DATA_MODES)}")
         repo = self.docs.repo
-        async with self.docs._locks[hash(doc_id) % len(self.docs._locks)]:
+        async with self.docs.lock(doc_id):
             meta, kv_version = await self.docs.meta(doc_id, principal)
             require(meta, user_of(principal), Right.ADMIN)
             await repo.delete_meta(meta, kv_version)
             await repo.release_title(meta["owner"], meta["title"], doc_id)
-            await repo.update_members(f"docs-of:{meta['owner']}", remove={doc_id})
+            await repo.owned.update(meta["owner"], remove=[doc_id])
             for user in set(meta["readers"]) | set(meta["writers"]):
-                await repo.update_members(f"shared-with:{user}", remove={doc_id})
+                await repo.shared.update(user, remove=[doc_id])
             # only sources the deleter owns and bound here (data checks the owner again);
             # "orphans": those no other document grants
             drop = []
             for source, owner in meta.get("grants", {}).items():
-                users = await repo.list_members(f"source-docs:{source}")
+                users = await repo.binders.ids(source)
                 if owner == user_of(principal) and (
                         data == "force" or (data == "orphans" and set(users) <= {doc_id})):
                     drop.append(source)
-            await self.docs._track_sources(doc_id, set(meta.get("grants", meta["sources"])),
-                                           set())
+            await self.docs.track_sources(doc_id, set(meta.get("grants", meta["sources"])),
+                                          set())
         await self.docs.bus.publish(
             doc_id, DocsVerb.DELETED,
             {"data": data, "drop_sources": drop, "sources": meta["sources"],
@@ -119,7 +119,7 @@ class Sharing:
         doc, share, owner = request.get("doc"), request.get("share"), request.get("owner")
         if not isinstance(source, str) or not isinstance(owner, str):
             return {"ok": False, "error": "invalid_request"}
-        for doc_id in await self.docs.repo.list_members(f"source-docs:{source}"):
+        for doc_id in await self.docs.repo.binders.ids(source):
             found = await self.docs.repo.get_meta(doc_id)
             if found and grants(found[0], source, owner) and rights(
                     found[0], user, share if doc_id == doc else None) >= Right.READ:

@@ -13,7 +13,6 @@ from typing import Any
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.common.bus import Bus
-from services.common.names import STREAM_NAME
 
 from .channels import Channel
 
@@ -36,10 +35,8 @@ async def missed(bus: Bus, channel: Channel, since: int, upto: int, limit: int, 
                   "opt_start_time": start.isoformat().replace("+00:00", "Z")}
     else:
         policy = {"deliver_policy": DeliverPolicy.ALL}
-    psub = await bus.js.pull_subscribe(
-        channel.subject, stream=STREAM_NAME,
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
-                              max_deliver=1, **policy))
+    psub = await bus.history(channel.subject, ConsumerConfig(
+        ack_policy=AckPolicy.NONE, inactive_threshold=30.0, max_deliver=1, **policy))
     try:
         pending = (await psub.consumer_info()).num_pending
         if pending > limit * 4:  # more history than we would replay: do not read it all
