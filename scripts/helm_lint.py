@@ -34,8 +34,6 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "client")]
 
-from plotline.serve import FACTORIES, _load  # noqa: E402
-
 from services.common.names import (  # noqa: E402
     INTERNAL_PATHS,
     INTERNAL_PORT_NAME,
@@ -45,6 +43,7 @@ from services.common.names import (  # noqa: E402
     nats_env,
     nats_user,
 )
+from services.server.serve import FACTORIES, _load  # noqa: E402
 
 CHART = ROOT / "deploy" / "helm" / "plotline"
 OPTIONS = CHART / "ci" / "options-values.yaml"

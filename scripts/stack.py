@@ -58,7 +58,6 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from plotline.natsproc import new_passwords  # noqa: E402
 from servers import (  # noqa: E402
     Server,
     start_azurite,
@@ -74,6 +73,7 @@ from services.common.names import (  # noqa: E402
     nats_env,
     nats_user,
 )
+from services.server.natsproc import new_passwords  # noqa: E402
 
 # Replicas per service: two of each, so that one can stop (a crash, a rolling restart)
 # while the other serves. start_stack(replicas=) asks for others (bench/scale.py, and
@@ -183,7 +183,7 @@ def service_env(service: str, *, nats_url: str, nats_password: str, redis_url: s
 def body_limit() -> int:
     """nginx's client_max_body_size: above every service's own limit (data's 256 MiB Arrow
     bodies), so a body just over a limit gets that service's JSON 413, not nginx's page."""
-    from plotline.serve import FACTORIES, _load
+    from services.server.serve import FACTORIES, _load
 
     biggest = max(_load(settings).model_fields["max_body_bytes"].default
                   for settings, _ in FACTORIES.values())

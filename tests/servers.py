@@ -114,7 +114,7 @@ def start_nats(tmpdir: Path, *, detach: bool = False,
     store.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
     if passwords is not None:
-        from plotline.natsproc import write_config
+        from services.server.natsproc import write_config
 
         argv = [binary, "-c", str(write_config(tmpdir / "nats-server.conf", port, store,
                                                passwords))]

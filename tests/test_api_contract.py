@@ -184,10 +184,9 @@ def test_a_path_with_a_control_character_is_no_route(multi_server, seeded) -> No
 async def test_one_service_alone_describes_the_whole_api() -> None:
     """`plotline serve docs` answers /api/v1/openapi.json in the distributed mode (the
     ingress sends docs the rest of the prefix): the same document as the embedded one."""
-    from plotline.embedded import Embedded
-
     from services.docs.app import create_app
     from services.docs.config import DocsSettings
+    from services.server.embedded import Embedded
 
     docs_alone = Embedded({"docs": create_app(DocsSettings.model_construct())}, "/plots")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=docs_alone),

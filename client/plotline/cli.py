@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from services.common.names import INTERNAL_IP
+from services.server import serve
 
-from . import commands, content, serve
+from . import commands, content
 from .cliutil import Verbs
 
 
