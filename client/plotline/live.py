@@ -32,6 +32,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from services.common.names import ARROW_STREAM, SERVICE_PREFIXES, SOURCE_TAG
+from services.common.names import channel as channel_name
 
 from .link import Op
 from .sources import DataSource, as_table, json_columns, json_patches
@@ -82,7 +83,7 @@ class LiveDocument:
         self.closed = False
         doc.models.flush_synced()  # every model is on the server now
         doc.on_change(self._changed)
-        session.link.watch(f"doc:{self.id}", self._apply, self._resync,
+        session.link.watch(channel_name("doc", self.id), self._apply, self._resync,
                            since=meta["version"])
 
     def __repr__(self) -> str:

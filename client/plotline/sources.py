@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.common.bokeh.wire import number
 from services.common.names import ARROW_STREAM, SERVICE_PREFIXES, SOURCE_TAG
+from services.common.names import channel as channel_name
 
 if TYPE_CHECKING:
     from .session import Session
@@ -297,9 +298,9 @@ class DataSource:
 
         def resync() -> None:
             for cb in list(self._callbacks):
-                cb(None, {"op": "resync", "channel": f"data:{self.id}"})
+                cb(None, {"op": "resync", "channel": channel_name("data", self.id)})
 
-        self.session.link.watch(f"data:{self.id}", event, resync)
+        self.session.link.watch(channel_name("data", self.id), event, resync)
 
     # --- documents -----------------------------------------------------------------------
 

@@ -69,6 +69,15 @@ def event_subject(service: str, entity_id: str, verb: str) -> str:
     return f"plotline.{service}.{entity_id}.{verb}"
 
 
+# Push's channels, `doc:<id>` and `data:<id>`: the events of one entity of a service.
+CHANNEL_SERVICES = {"doc": "docs", "data": "data"}
+
+
+def channel(kind: str, entity_id: str) -> str:
+    """A channel's name, e.g. channel("data", source_id) (kind: a key of CHANNEL_SERVICES)."""
+    return f"{kind}:{entity_id}"
+
+
 def subject_entity(subject: str) -> str:
     """The entity id of an event subject (event_subject's `entity_id`)."""
     return subject.split(".")[2]

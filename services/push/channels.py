@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from services.common.bus import Bus
 from services.common.errors import Unavailable
+from services.common.names import CHANNEL_SERVICES as SERVICE_OF
 from services.common.names import DATA_ACCESS, DOCS_ACCESS, event_subject
-
-SERVICE_OF = {"doc": "docs", "data": "data"}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.bus import Bus
 from services.common.events import DocsVerb, Event
-from services.common.names import DOCS_UNBOUND, service_subjects
+from services.common.names import DOCS_UNBOUND, service_subjects, subject_entity
+from services.common.names import channel as channel_name
 
 from . import recovery
 from .channels import Access, Channel, ask
@@ -129,7 +130,7 @@ class Hub:
         and of the sources it binds, ask again before anything more reaches them."""
 
         async def changed(subject: str, event: Event) -> None:
-            names = {f"doc:{subject.split('.')[2]}"} | sources(event)
+            names = {channel_name("doc", subject_entity(subject))} | sources(event)
             self._forget_answers(names)
             if event.type in REVOKING:
                 self._recheck(names)
@@ -281,7 +282,7 @@ class Hub:
 
 def sources(event: Event) -> set[str]:
     """The data channels an access event (or unbinding notice) names."""
-    return {f"data:{s}" for s in event.data.get("sources", []) if isinstance(s, str)}
+    return {channel_name("data", s) for s in event.data.get("sources", []) if isinstance(s, str)}
 
 
 def encode(channel_name: str, event: dict[str, Any]) -> tuple[str, int | None, float]:
