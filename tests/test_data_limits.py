@@ -303,3 +303,26 @@ def test_healthz_stays_fast_while_large_views_run(multi_server, owner, big_sourc
     # read 4M-pixel answers too).
     assert median < 0.05 and p90 < 0.15 and worst < 1.0, (median, p90, worst)
 
+
+
+def test_a_patch_slice_of_gzipped_ndarray_inflates_no_further_than_allowed():
+    """A slice patch's value may be a gzipped ndarray too: it inflates no further than its
+    shape says, and a shape past the body limit is refused before anything is inflated
+    (a patch was the one way in that decoded without a bound)."""
+    from services.common.errors import PayloadTooLarge
+
+    def ndarray(raw: bytes, rows: int) -> dict:
+        data = base64.b64encode(gzip.compress(raw, compresslevel=1)).decode()
+        return {"type": "ndarray", "array": {"type": "bytes", "data": data},
+                "shape": [rows], "dtype": "float64", "order": "little"}
+
+    table = pa.table({"x": np.zeros(4)})
+    zeros = np.zeros(1_000_000).tobytes()  # 8 MB in 8 kB
+    whole = {"start": 0, "stop": 4, "step": None}
+    with pytest.raises(cols.DataError, match="does not match its shape"):
+        cols.patch(table, {"x": [[whole, ndarray(zeros, 4)]]}, max_bytes=1 << 20)
+    with pytest.raises(PayloadTooLarge):
+        cols.patch(table, {"x": [[whole, ndarray(zeros, 1_000_000)]]}, max_bytes=1 << 20)
+    ok = cols.patch(table, {"x": [[whole, ndarray(np.arange(4.0).tobytes(), 4)]]},
+                    max_bytes=1 << 20)
+    assert ok["x"].to_pylist() == [0.0, 1.0, 2.0, 3.0]

@@ -207,7 +207,7 @@ def _slice_of(ind: Any) -> slice | None:
     return None
 
 
-def _patch_plan(col: pa.ChunkedArray, name: str, items: Any, n: int
+def _patch_plan(col: pa.ChunkedArray, name: str, items: Any, n: int, max_bytes: int | None
                 ) -> tuple[np.ndarray, pa.Array]:
     """Every position a column's patches write, in order, and the values (column typed)."""
     positions: list[np.ndarray] = []
@@ -240,7 +240,7 @@ def _patch_plan(col: pa.ChunkedArray, name: str, items: Any, n: int
         if not (type(value) in (list, tuple) or type(value) is dict) and \
                 not isinstance(value, np.ndarray):
             raise DataError(f"column {name!r}: a slice patch takes a list of values")
-        decoded, _ = decode_column(value, name, None)
+        decoded, _ = decode_column(value, name, max_bytes)
         BOKEH.slice_count(len(rows), len(decoded), name)
         flush()
         positions.append(np.arange(rows.start, rows.stop, rows.step, dtype=np.int64))
@@ -251,7 +251,7 @@ def _patch_plan(col: pa.ChunkedArray, name: str, items: Any, n: int
     return np.concatenate(positions), pa.concat_arrays(arrays)
 
 
-def patch(table: pa.Table, patches: Any) -> pa.Table:
+def patch(table: pa.Table, patches: Any, *, max_bytes: int | None = None) -> pa.Table:
     """Apply Bokeh `ColumnDataSource.patch` patches given in their JSON form.
 
     `{column: [[index, value], [{"start", "stop", "step"}, [values]], ...]}` (a slice may
@@ -259,11 +259,13 @@ def patch(table: pa.Table, patches: Any) -> pa.Table:
     later write to a row wins. Refused (with nothing applied): unknown columns, an index out of
     `0 <= i < rows`, negative or reversed slices or a stop past the end, step 0, a slice's
     value count differing from the rows it selects, values the column's dtype cannot hold,
-    multi-dimensional indices.
+    multi-dimensional indices. `max_bytes` bounds what a slice's ndarray value decodes to
+    (as `table_from_json`'s).
     """
     patches = BOKEH.patches(patches, table.column_names)
     n = table.num_rows
-    plans = {name: _patch_plan(table[name], name, items, n) for name, items in patches.items()}
+    plans = {name: _patch_plan(table[name], name, items, n, max_bytes)
+             for name, items in patches.items()}
     for name, (pos, vals) in plans.items():
         if len(pos):
             i = table.column_names.index(name)

@@ -425,7 +425,7 @@ class DataService:
     async def patch(self, source_id: str, principal: Principal | None,
                     patches: Any) -> Manifest:
         async def change(m: Manifest, table: pa.Table):  # type: ignore[no-untyped-def]
-            new = cols.patch(table, patches)
+            new = cols.patch(table, patches, max_bytes=self.settings.max_body_bytes)
             written, dropped = await self._rewrite(m, new)
             return {"patches": patches}, new, written, dropped
 
