@@ -181,8 +181,8 @@ class Wire:
             out[entry[0]] = entry[1]
         return out
 
-    def bytes(self, rep: dict, what: str, size: int | None = None,
-              limit: int = MAX_INFLATED_BYTES) -> bytes:
+    def buffer(self, rep: dict, what: str, size: int | None = None,
+               limit: int = MAX_INFLATED_BYTES) -> bytes:
         """A bytes rep's bytes, gunzipped when gzipped. `size` is what they must inflate to
         (an ndarray's shape); without one they inflate to at most `limit`."""
         data = rep.get("data")
@@ -214,7 +214,7 @@ class Wire:
         data = rep.get("data")
         if type(data) is str and data.startswith(_GZIP_B64) == GZIP_BUFFERS:
             return {"type": "bytes", "data": data}
-        return encode_bytes(self.bytes(rep, what))
+        return encode_bytes(self.buffer(rep, what))
 
     def ndarray(self, rep: dict, what: str, *, ndim: int | None = None,
                 limit: int = MAX_INFLATED_BYTES) -> Array:
@@ -244,7 +244,7 @@ class Wire:
         size = count * np_dtype.itemsize
         if size > limit:
             raise PayloadTooLarge(f"{what}: {size} bytes is more than {limit}")
-        raw = self.bytes(data, what, size)
+        raw = self.buffer(data, what, size)
         if len(raw) != size:
             raise self.error(f"{what}: ndarray data has {len(raw)} bytes, shape {shape} of "
                              f"{dtype} needs {size}")
