@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     verbs = Verbs(sub)
     commands.add_account_commands(verbs)
-    content.add_content_commands(verbs, [verbs.url])
+    content.add_content_commands(verbs)
     return parser
 
 

@@ -130,8 +130,9 @@ def cmd_upload(args: argparse.Namespace) -> None:
     print(source["id"])
 
 
-def add_content_commands(verb: Verbs, url: list) -> None:
+def add_content_commands(verb: Verbs) -> None:
     """Register publish, ls, rm, gc and upload."""
+    url = [verb.url]
     p = verb("publish", cmd_publish, "publish a Bokeh script or document; print its URL",
              "Store a Bokeh document on the server and print its viewer URL. FILE is a "
              "Python script, run as `bokeh serve` runs one: with a fresh curdoc(), whose "

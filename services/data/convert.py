@@ -92,9 +92,9 @@ def column_from_json(name: str, values: Any, dtype: str | pa.DataType | None = N
                      max_bytes: int | None = None) -> pa.Array:
     """One column from its JSON values (as `table_from_json` reads a column)."""
     target = _declared(name, dtype) if isinstance(dtype, str) else dtype
-    if max_bytes is not None and declared_bytes(values) > max_bytes:
-        raise DataTooLarge(f"column {name!r}: {declared_bytes(values)} bytes is more than "
-                           f"{max_bytes}")
+    size = declared_bytes(values)
+    if max_bytes is not None and size > max_bytes:
+        raise DataTooLarge(f"column {name!r}: {size} bytes is more than {max_bytes}")
     decoded, hint = decode_column(values, name, max_bytes)
     return _to_arrow(decoded, target or hint, name)
 
